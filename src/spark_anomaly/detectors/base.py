@@ -1,0 +1,100 @@
+"""The contract every detector core honours.
+
+A detector core is plain Python/numpy: no Spark import. It holds the state of *one* series and
+sees that series' readings in arrival order. Each reading is first scored against what the
+detector learned from the past, then learned from, so a score never depends on the future.
+The same core runs in the streaming job (per series, state kept by Spark), in batch replay and
+in the evaluate job: one implementation, several drivers.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar, NamedTuple
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class SeriesPrior:
+    """What the train job knows about a series (one row of the model table).
+
+    Detectors that need a scale (cad's value range, zscore's band) take it from here.
+    """
+
+    n: int
+    mean: float
+    m2: float
+    min: float
+    max: float
+    model_version: int | None = None
+
+    @property
+    def std(self) -> float:
+        return float(np.sqrt(self.m2 / (self.n - 1))) if self.n >= 2 else float("nan")
+
+
+class Verdict(NamedTuple):
+    """One scored reading: the result contract (DESIGN.md, "Result out")."""
+
+    lower: float
+    upper: float
+    score: float
+    probability: float
+    is_anomaly: bool
+    reason: str
+
+
+RESULT_COLUMNS: tuple[str, ...] = Verdict._fields
+NAN = float("nan")
+
+
+class Detector(ABC):
+    """Base class of the detector cores (one instance per series).
+
+    Subclasses set ``name``, take a config dataclass (and optionally a ``SeriesPrior``) in
+    ``__init__`` and implement ``process_one``, ``get_state`` and ``set_state``.
+    ``get_state`` returns plain Python/numpy values only, so a driver can serialise it
+    (Spark state, checkpoints, tests) and ``set_state`` on a fresh instance continues exactly
+    where the old one stopped.
+    """
+
+    name: ClassVar[str]
+
+    @abstractmethod
+    def process_one(self, x: float, ts: int) -> Verdict:
+        """Score reading ``x`` (event time ``ts`` in epoch ms) against the past, then learn it."""
+
+    def process(self, values: np.ndarray, ts: np.ndarray) -> pd.DataFrame:
+        """Process a run of readings in order; returns one row of RESULT_COLUMNS per reading.
+
+        Subclasses override this with a faster loop when they can; the numbers must match
+        ``process_one`` exactly.
+        """
+        rows = [self.process_one(float(x), int(t)) for x, t in zip(values, ts)]
+        if not rows:
+            return empty_results(0)
+        return pd.DataFrame.from_records(rows, columns=RESULT_COLUMNS)
+
+    @abstractmethod
+    def get_state(self) -> dict[str, Any]:
+        """The series state as plain values (numbers, strings, lists, dicts, numpy arrays)."""
+
+    @abstractmethod
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Restore a state produced by ``get_state``."""
+
+
+def empty_results(n: int) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "lower": np.full(n, np.nan),
+            "upper": np.full(n, np.nan),
+            "score": np.zeros(n),
+            "probability": np.zeros(n),
+            "is_anomaly": np.zeros(n, dtype=bool),
+            "reason": np.full(n, "", dtype=object),
+        }
+    )

@@ -1,0 +1,159 @@
+"""Reports people look at: one PNG per series and one page (HTML + Markdown) linking them.
+
+Each PNG shows the values, the detector's band where it has one, the probationary period, the
+label windows (shaded) and the detections at the standard profile's threshold; below it the
+anomaly score against that threshold.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import multiprocessing as mp
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .nab_data import LabelledSeries, probation_length
+from .nab_scorer import ProfileResult
+from .runner import Replay
+
+
+@dataclass
+class PlotJob:
+    path: Path
+    title: str
+    series: LabelledSeries
+    replay: Replay
+    threshold: float
+
+
+def render_png(job: PlotJob) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    s, r = job.series, job.replay
+    x = s.timestamps
+    fig, (ax, ax2) = plt.subplots(
+        2, 1, figsize=(13, 4.2), sharex=True, gridspec_kw={"height_ratios": [3, 1]}, constrained_layout=True
+    )
+    finite = s.values[np.isfinite(s.values)]
+    lo_v, hi_v = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    pad = 0.08 * (hi_v - lo_v or 1.0)
+    prob = probation_length(len(s))
+    if prob > 0:
+        for a in (ax, ax2):
+            a.axvspan(x[0], x[min(prob, len(s) - 1)], color="0.85", alpha=0.6, lw=0)
+    for left, right in s.windows:
+        for a in (ax, ax2):
+            a.axvspan(x[left], x[right], color="tab:red", alpha=0.15, lw=0)
+    band = np.isfinite(r.lower) & np.isfinite(r.upper)
+    if band.any():
+        lower = np.where(band, np.clip(r.lower, lo_v - 10 * pad, hi_v + 10 * pad), np.nan)
+        upper = np.where(band, np.clip(r.upper, lo_v - 10 * pad, hi_v + 10 * pad), np.nan)
+        ax.fill_between(x, lower, upper, color="tab:green", alpha=0.2, lw=0, label="band")
+    ax.plot(x, s.values, color="tab:blue", lw=0.6, label="value")
+    det = np.flatnonzero(r.anomaly_score >= job.threshold)
+    det = det[det >= prob]
+    if det.size:
+        ax.scatter(x[det], s.values[det], color="tab:red", s=16, zorder=3, label="detection")
+    ax.set_ylim(lo_v - pad, hi_v + pad)
+    ax.set_title(job.title, fontsize=9, loc="left")
+    ax.legend(loc="upper left", fontsize=7, ncol=3)
+    ax2.plot(x, r.anomaly_score, color="tab:purple", lw=0.6)
+    if math.isfinite(job.threshold):
+        ax2.axhline(job.threshold, color="tab:red", lw=0.7, ls="--")
+    ax2.set_ylim(-0.02, 1.02)
+    ax2.set_ylabel("score", fontsize=8)
+    ax2.tick_params(labelsize=7)
+    ax.tick_params(labelsize=7)
+    job.path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(job.path, dpi=80)
+    plt.close(fig)
+    return job.path
+
+
+def render_all(jobs: list[PlotJob], workers: int = 2) -> list[Path]:
+    if workers <= 1 or len(jobs) <= 1:
+        return [render_png(j) for j in jobs]
+    ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
+    with ctx.Pool(workers) as pool:
+        return pool.map(render_png, jobs, chunksize=1)
+
+
+def fmt_threshold(t: float) -> str:
+    return "never" if math.isinf(t) else f"{t:.6g}"
+
+
+def score_table_md(rows: list[tuple[str, dict[str, ProfileResult]]]) -> str:
+    lines = [
+        "| detector | standard | reward_low_FP_rate | reward_low_FN_rate | precision | recall | F1 | threshold (standard) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for label, res in rows:
+        st = res["standard"]
+        lines.append(
+            f"| {label} | {st.score:.1f} | {res['reward_low_FP_rate'].score:.1f} | "
+            f"{res['reward_low_FN_rate'].score:.1f} | {st.precision:.3f} | {st.recall:.3f} | {st.f1:.3f} | "
+            f"{fmt_threshold(st.threshold)} |"
+        )
+    return "\n".join(lines)
+
+
+def write_page(
+    out: Path,
+    rows: list[tuple[str, dict[str, ProfileResult]]],
+    images: dict[str, dict[str, Path]],
+    command: str,
+) -> tuple[Path, Path]:
+    """``report.md`` and ``report.html`` under ``out`` linking the PNGs (relative links)."""
+    md = [f"# Detection quality (NAB scoring)\n\nCommand: `{command}`\n", score_table_md(rows), ""]
+    hp = [
+        "<!doctype html><meta charset='utf-8'><title>spark-anomaly: detection quality</title>",
+        "<style>body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}td:first-child{text-align:left}"
+        "img{max-width:100%}</style>",
+        "<h1>Detection quality (NAB scoring)</h1>",
+        f"<p>Command: <code>{html.escape(command)}</code></p>",
+        "<table><tr><th>detector</th><th>standard</th><th>reward_low_FP_rate</th><th>reward_low_FN_rate</th>"
+        "<th>precision</th><th>recall</th><th>F1</th><th>threshold (standard)</th></tr>",
+    ]
+    for label, res in rows:
+        st = res["standard"]
+        hp.append(
+            f"<tr><td><a href='#{html.escape(label)}'>{html.escape(label)}</a></td><td>{st.score:.1f}</td>"
+            f"<td>{res['reward_low_FP_rate'].score:.1f}</td><td>{res['reward_low_FN_rate'].score:.1f}</td>"
+            f"<td>{st.precision:.3f}</td><td>{st.recall:.3f}</td><td>{st.f1:.3f}</td>"
+            f"<td>{fmt_threshold(st.threshold)}</td></tr>"
+        )
+    hp.append("</table>")
+    for label, res in rows:
+        st = res["standard"]
+        md += [f"## {label}\n", "| series | windows | detected | missed | false detections | raw (standard) | plot |",
+               "|---|---:|---:|---:|---:|---:|---|"]
+        hp += [f"<h2 id='{html.escape(label)}'>{html.escape(label)}</h2>",
+               "<table><tr><th>series</th><th>windows</th><th>detected</th><th>missed</th>"
+               "<th>false detections</th><th>raw (standard)</th></tr>"]
+        for p in st.per_series:
+            img = images.get(label, {}).get(p.key)
+            rel = img.relative_to(out).as_posix() if img else ""
+            link = f"[png]({rel})" if img else ""
+            md.append(f"| {p.key} | {p.windows} | {p.tp} | {p.fn} | {p.fp} | {p.raw:.3f} | {link} |")
+            name = f"<a href='{html.escape(rel)}'>{html.escape(p.key)}</a>" if img else html.escape(p.key)
+            hp.append(
+                f"<tr><td>{name}</td><td>{p.windows}</td><td>{p.tp}</td><td>{p.fn}</td><td>{p.fp}</td>"
+                f"<td>{p.raw:.3f}</td></tr>"
+            )
+        hp.append("</table>")
+        for p in st.per_series:
+            img = images.get(label, {}).get(p.key)
+            if img:
+                hp.append(f"<h3>{html.escape(p.key)}</h3><img loading='lazy' src='{html.escape(img.relative_to(out).as_posix())}'>")
+        md.append("")
+    md_path, html_path = out / "report.md", out / "report.html"
+    md_path.write_text("\n".join(md) + "\n")
+    html_path.write_text("\n".join(hp) + "\n")
+    return md_path, html_path

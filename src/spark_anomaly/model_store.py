@@ -1,0 +1,160 @@
+"""Model versions: a Delta table (source of truth) plus seed 003's JSON-lines export.
+
+One row per series per version. A version becomes visible in one Delta commit, so a reader
+never sees half of one; "latest" is the highest ``version`` in the table. The JSON file
+``sensors-m2-<version>.json`` is written to a temporary name and renamed into place after the
+commit, so a seed-003 reader listing ``*.json`` never picks up a partial file either.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+MODEL_SCHEMA = T.StructType(
+    [
+        T.StructField("version", T.LongType(), False),
+        T.StructField("trained_at", T.TimestampType(), False),
+        T.StructField("mode", T.StringType(), False),
+        T.StructField("data_start", T.LongType(), True),
+        T.StructField("data_end", T.LongType(), True),
+        T.StructField("source", T.StringType(), True),
+        T.StructField("source_offsets", T.StringType(), True),
+        T.StructField("sensor_id", T.StringType(), False),
+        T.StructField("metric", T.StringType(), False),
+        T.StructField("n", T.LongType(), False),
+        T.StructField("mean", T.DoubleType(), True),
+        T.StructField("m2", T.DoubleType(), True),
+        T.StructField("min", T.DoubleType(), True),
+        T.StructField("max", T.DoubleType(), True),
+        T.StructField("first_ts", T.LongType(), True),
+        T.StructField("last_ts", T.LongType(), True),
+    ]
+)
+STAT_COLUMNS = ["sensor_id", "metric", "n", "mean", "m2", "min", "max", "first_ts", "last_ts"]
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    version: int
+    mode: str
+    series: int
+    data_start: int | None
+    data_end: int | None
+    source_offsets: str | None
+
+
+def table_exists(spark: SparkSession, table: str) -> bool:
+    from delta.tables import DeltaTable
+
+    return DeltaTable.isDeltaTable(spark, table)
+
+
+def commit_version(spark: SparkSession, table: str) -> int | None:
+    """The Delta commit number of the model table (cheap; changes whenever a version lands)."""
+    from delta.tables import DeltaTable
+
+    if not DeltaTable.isDeltaTable(spark, table):
+        return None
+    return int(DeltaTable.forPath(spark, table).history(1).select("version").first()[0])
+
+
+def latest_version(spark: SparkSession, table: str) -> VersionInfo | None:
+    if not table_exists(spark, table):
+        return None
+    df = spark.read.format("delta").load(table)
+    row = df.agg(F.max("version").alias("v")).first()
+    if row is None or row.v is None:
+        return None
+    meta = (
+        df.where(F.col("version") == row.v)
+        .agg(
+            F.first("mode").alias("mode"),
+            F.count(F.lit(1)).alias("series"),
+            F.first("data_start").alias("data_start"),
+            F.first("data_end").alias("data_end"),
+            F.first("source_offsets").alias("source_offsets"),
+        )
+        .first()
+    )
+    return VersionInfo(int(row.v), meta.mode, int(meta.series), meta.data_start, meta.data_end, meta.source_offsets)
+
+
+def read_version(spark: SparkSession, table: str, version: int) -> DataFrame:
+    return spark.read.format("delta").load(table).where(F.col("version") == F.lit(version))
+
+
+def read_latest(spark: SparkSession, table: str) -> tuple[int | None, DataFrame | None]:
+    info = latest_version(spark, table)
+    if info is None:
+        return None, None
+    return info.version, read_version(spark, table, info.version)
+
+
+def next_version(previous: int | None) -> int:
+    """Epoch ms of now, strictly above the previous version (clocks can step back)."""
+    now = int(time.time() * 1000)
+    return max(now, (previous or 0) + 1)
+
+
+def write_version(
+    spark: SparkSession,
+    stats: DataFrame,
+    table: str,
+    json_dir: str | None,
+    *,
+    version: int,
+    mode: str,
+    source: str,
+    source_offsets: str | None = None,
+) -> VersionInfo:
+    """Append ``stats`` (STAT_COLUMNS per series) as model ``version``: one Delta commit."""
+    stats = stats.select(*STAT_COLUMNS).cache()
+    rng = stats.agg(F.min("first_ts").alias("a"), F.max("last_ts").alias("b"), F.count(F.lit(1)).alias("c")).first()
+    rows = stats.select(
+        F.lit(version).cast("long").alias("version"),
+        F.lit(time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(version / 1000))).cast("timestamp").alias("trained_at"),
+        F.lit(mode).alias("mode"),
+        F.lit(rng.a).cast("long").alias("data_start"),
+        F.lit(rng.b).cast("long").alias("data_end"),
+        F.lit(source).alias("source"),
+        F.lit(source_offsets).cast("string").alias("source_offsets"),
+        *[F.col(c) for c in STAT_COLUMNS],
+    )
+    rows.write.format("delta").mode("append").save(table)
+    if json_dir:
+        export_json(spark, stats, json_dir, version)
+    stats.unpersist()
+    return VersionInfo(version, mode, int(rng.c), rng.a, rng.b, source_offsets)
+
+
+def export_json(spark: SparkSession, stats: DataFrame, json_dir: str, version: int) -> str:
+    """Write ``sensors-m2-<version>.json`` (seed 003's layout) atomically via a rename."""
+    jvm = spark.sparkContext._jvm
+    hconf = spark.sparkContext._jsc.hadoopConfiguration()
+    final = f"{json_dir.rstrip('/')}/sensors-m2-{version}.json"
+    tmp = f"{json_dir.rstrip('/')}/_tmp-sensors-m2-{version}"
+    (
+        stats.select(
+            F.col("sensor_id").alias("id"),
+            "metric",
+            F.struct(F.col("n").cast("int").alias("n"), "mean", "m2").alias("m2"),
+        )
+        .coalesce(1)
+        .write.mode("overwrite")
+        .json(tmp)
+    )
+    path = jvm.org.apache.hadoop.fs.Path(tmp)
+    fs = path.getFileSystem(hconf)
+    parts = [s.getPath() for s in fs.listStatus(path) if s.getPath().getName().startswith("part-")]
+    if len(parts) != 1:
+        raise RuntimeError(f"expected one part file in {tmp}, found {len(parts)}")
+    target = jvm.org.apache.hadoop.fs.Path(final)
+    if not fs.rename(parts[0], target):
+        raise RuntimeError(f"could not rename {parts[0]} to {final}")
+    fs.delete(path, True)
+    return final

@@ -1,0 +1,70 @@
+"""The SparkSession both jobs use: Delta and Kafka wired in, sized from configuration."""
+
+from __future__ import annotations
+
+import glob
+import os
+
+from pyspark.sql import SparkSession
+
+from .config import AppConfig, ConfigError
+
+# On a cluster these coordinates go to --packages (or spark.jars.packages); locally the same
+# jars are fetched once by scripts/fetch_jars.sh and handed over with spark.jars.
+PACKAGES = (
+    "org.apache.spark:spark-sql-kafka-0-10_2.13:4.2.0",
+    "io.delta:delta-spark_4.2_2.13:4.4.0",
+    "io.delta:delta-storage:4.4.0",
+)
+
+
+def local_jars(cfg: AppConfig) -> list[str]:
+    jars_dir = cfg.spark.jars_dir
+    if not jars_dir:
+        return []
+    jars = sorted(glob.glob(os.path.join(cfg.path(jars_dir), "*.jar")))
+    if not jars:
+        raise ConfigError(
+            f"spark.jars_dir {cfg.path(jars_dir)} has no jars: run scripts/fetch_jars.sh "
+            "(or set spark.jars_dir: null and spark.packages for a cluster)"
+        )
+    return jars
+
+
+def build_spark(cfg: AppConfig, app_name: str | None = None) -> SparkSession:
+    """Create (or return the running) SparkSession for ``cfg``.
+
+    Settings passed by spark-submit win over ours only where we leave them unset: the master is
+    set only when configured (``spark.master: null`` for clusters).
+    """
+    sc = cfg.spark
+    if sc.local_ip:
+        os.environ.setdefault("SPARK_LOCAL_IP", sc.local_ip)
+    b = SparkSession.builder.appName(app_name or sc.app_name)
+    if sc.master:
+        b = b.master(sc.master)
+    jars = local_jars(cfg)
+    if jars:
+        b = b.config("spark.jars", ",".join(jars))
+    if sc.packages:
+        b = b.config("spark.jars.packages", ",".join(sc.packages))
+    settings = {
+        "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+        "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+        "spark.sql.shuffle.partitions": str(sc.shuffle_partitions),
+        "spark.sql.streaming.stateStore.providerClass":
+            "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider",
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.driver.extraJavaOptions": "-Dlog4j2.level=WARN",
+    }
+    if sc.master and sc.master.startswith("local"):
+        settings["spark.driver.host"] = sc.local_ip or "127.0.0.1"
+        settings["spark.driver.bindAddress"] = sc.local_ip or "127.0.0.1"
+        settings["spark.ui.enabled"] = "false"
+    settings.update(sc.conf)
+    for k, v in settings.items():
+        b = b.config(k, v)
+    spark = b.getOrCreate()
+    spark.sparkContext.setLogLevel(sc.log_level)
+    return spark
