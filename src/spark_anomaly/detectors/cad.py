@@ -121,6 +121,10 @@ class CadConfig:
                 raise ValueError(f"cad: {name} must be an integer {bound}, got {v!r}")
 
 
+def _pair_key(pair: tuple[frozenset[int], frozenset[int]]) -> tuple[list[int], list[int]]:
+    return sorted(pair[0]), sorted(pair[1])
+
+
 def _widen(lo: float, hi: float, margin: float) -> tuple[float, float]:
     span = hi - lo
     if span <= 0:
@@ -167,6 +171,10 @@ class CadDetector(Detector):
             return False
 
     # ------------------------------------------------------------------ memory
+    # A left semi-context is a list [facts, contexts (right id -> context), number of zero-level
+    # contexts, sensor part (zero-level lefts only)]; a context is a list
+    # [counter, left id, right id, context id, zero-level 0/1, counter at the last sweep]. Lists
+    # compare by (counter, left id, right id): the tie order of active neurons.
     def _reset_memory(self) -> None:
         self._t = 0  # CAD steps taken
         self._last_alarm = 0  # step of the last raw score >= threshold (0: virtual alarm at start)
@@ -175,30 +183,32 @@ class CadDetector(Detector):
         self._next_rid = 0
         self._next_cid = 0
         self._left_ids: dict[frozenset[int], int] = {}
-        self._left_facts: dict[int, frozenset[int]] = {}
-        self._left_ctx: dict[int, dict[int, int]] = {}  # left id -> {right id: context id}
-        self._left_zl: dict[int, int] = {}  # left id -> number of zero-level contexts under it
-        self._by_max: dict[int, set[int]] = {}  # max fact -> left ids (containment candidates)
-        self._zl_index: dict[int, set[int]] = {}  # fact -> left ids having zero-level contexts
+        self._lefts: dict[int, list[Any]] = {}
+        # containment candidates: largest fact of a left semi-context -> {left id: left}
+        self._by_max: dict[int, dict[int, list[Any]]] = {}
+        # zero-level lefts: neuron fact -> left ids; per sensor part, right id -> number of
+        # zero-level contexts (lefts with neurons, lefts without)
+        self._zl_neuron: dict[int, set[int]] = {}
+        self._zl_groups: dict[frozenset[int], dict[int, int]] = {}
+        self._zl_plain: dict[frozenset[int], dict[int, int]] = {}
         self._right_ids: dict[frozenset[int], int] = {}
         self._right_facts: dict[int, frozenset[int]] = {}
         self._right_refs: dict[int, int] = {}
-        # context id -> [counter, last used step, left id, right id, zero-level 0/1]
         self._ctx: dict[int, list[int]] = {}
-        self._rcache: dict[frozenset[int], tuple[dict[int, frozenset[int]], set[int]]] = {}
+        self._rcache: dict[frozenset[int], tuple[dict[int, frozenset[int]], frozenset[int]]] = {}
         self._codes: dict[int, frozenset[int]] = {}
 
-    def _left_id(self, facts: frozenset[int]) -> int:
+    def _left(self, facts: frozenset[int]) -> tuple[int, list[Any]]:
         lid = self._left_ids.get(facts)
-        if lid is None:
-            lid = self._next_lid
-            self._next_lid += 1
-            self._left_ids[facts] = lid
-            self._left_facts[lid] = facts
-            self._left_ctx[lid] = {}
-            self._left_zl[lid] = 0
-            self._by_max.setdefault(max(facts), set()).add(lid)
-        return lid
+        if lid is not None:
+            return lid, self._lefts[lid]
+        lid = self._next_lid
+        self._next_lid += 1
+        self._left_ids[facts] = lid
+        left = [facts, {}, 0, None]
+        self._lefts[lid] = left
+        self._by_max.setdefault(max(facts), {})[lid] = left
+        return lid, left
 
     def _right_id(self, facts: frozenset[int]) -> int:
         rid = self._right_ids.get(facts)
@@ -211,20 +221,36 @@ class CadDetector(Detector):
             self._rcache.clear()
         return rid
 
-    def _new_context(self, lid: int, rid: int, zero_level: bool) -> int:
+    def _zl_groups_of(self, left: list[Any]) -> dict[frozenset[int], dict[int, int]]:
+        return self._zl_groups if len(left[3]) < len(left[0]) else self._zl_plain
+
+    def _add_context(
+        self, lid: int, left: list[Any], rid: int, cnt: int, zl: int, snap: int, cid: int
+    ) -> list[int]:
+        c = [cnt, lid, rid, cid, zl, snap]
+        left[1][rid] = c
+        self._ctx[cid] = c
+        self._right_refs[rid] += 1
+        if zl:
+            if left[2] == 0:
+                facts = left[0]
+                left[3] = code = frozenset(f for f in facts if f < NEURON_BASE)
+                for f in facts:
+                    if f >= NEURON_BASE:
+                        self._zl_neuron.setdefault(f, set()).add(lid)
+            else:
+                code = left[3]
+            left[2] += 1
+            g = self._zl_groups_of(left).setdefault(code, {})
+            g[rid] = g.get(rid, 0) + 1
+        return c
+
+    def _new_context(self, lid: int, left: list[Any], rid: int, zl: int) -> list[int]:
         cid = self._next_cid
         self._next_cid += 1
-        self._left_ctx[lid][rid] = cid
-        self._right_refs[rid] += 1
-        self._ctx[cid] = [0, self._t, lid, rid, 1 if zero_level else 0]
-        if zero_level:
-            self._left_zl[lid] += 1
-            if self._left_zl[lid] == 1:
-                for f in self._left_facts[lid]:
-                    self._zl_index.setdefault(f, set()).add(lid)
-        return cid
+        return self._add_context(lid, left, rid, 0, zl, 0, cid)
 
-    def _right_info(self, facts: frozenset[int]) -> tuple[dict[int, frozenset[int]], set[int]]:
+    def _right_info(self, facts: frozenset[int]) -> tuple[dict[int, frozenset[int]], frozenset[int]]:
         """For the current sensor facts: matched facts per right semi-context, and the fully present."""
         info = self._rcache.get(facts)
         if info is None:
@@ -236,41 +262,58 @@ class CadDetector(Detector):
                     match[rid] = m
                     if len(m) == len(rf):
                         full.add(rid)
-            info = (match, full)
+            info = (match, frozenset(full))
             self._rcache[facts] = info
         return info
 
     def _evict(self) -> None:
-        """Drop least recently used contexts down to _EVICT_TO of the cap (see module doc)."""
+        """Sweep: drop contexts down to _EVICT_TO of the cap (see the module doc).
+
+        Victims: fewest fires since the previous sweep first, then lower counter, then older id.
+        """
         ctx = self._ctx
         n_drop = len(ctx) - int(_EVICT_TO * self._cap)
         if n_drop <= 0:
             return
-        victims = sorted(ctx, key=lambda c: (ctx[c][1], ctx[c][0], c))[:n_drop]
-        for cid in victims:
-            _, _, lid, rid, zl = ctx.pop(cid)
-            under = self._left_ctx[lid]
+        order = sorted(ctx.values(), key=lambda c: (c[0] - c[5], c[0], c[3]))
+        for c in order[:n_drop]:
+            cnt, lid, rid, cid, zl, _ = c
+            del ctx[cid]
+            left = self._lefts[lid]
+            under = left[1]
             del under[rid]
             if zl:
-                self._left_zl[lid] -= 1
-                if self._left_zl[lid] == 0:
-                    for f in self._left_facts[lid]:
-                        s = self._zl_index[f]
-                        s.discard(lid)
-                        if not s:
-                            del self._zl_index[f]
+                groups = self._zl_groups_of(left)
+                g = groups[left[3]]
+                g[rid] -= 1
+                if not g[rid]:
+                    del g[rid]
+                    if not g:
+                        del groups[left[3]]
+                left[2] -= 1
+                if left[2] == 0:
+                    for f in left[0]:
+                        if f >= NEURON_BASE:
+                            s = self._zl_neuron[f]
+                            s.discard(lid)
+                            if not s:
+                                del self._zl_neuron[f]
+                    left[3] = None
             if not under:
-                facts = self._left_facts.pop(lid)
-                del self._left_ids[facts], self._left_ctx[lid], self._left_zl[lid]
-                s = self._by_max[max(facts)]
-                s.discard(lid)
+                facts = left[0]
+                del self._lefts[lid], self._left_ids[facts]
+                top = max(facts)
+                s = self._by_max[top]
+                del s[lid]
                 if not s:
-                    del self._by_max[max(facts)]
+                    del self._by_max[top]
             self._right_refs[rid] -= 1
-            if self._right_refs[rid] == 0:
+            if not self._right_refs[rid]:
                 del self._right_refs[rid]
                 del self._right_ids[self._right_facts.pop(rid)]
                 self._rcache.clear()
+        for c in ctx.values():
+            c[5] = c[0]
 
     # ------------------------------------------------------------------ range
     def _set_range(self, lo: float, hi: float) -> None:
@@ -312,89 +355,66 @@ class CadDetector(Detector):
         self._t = t = self._t + 1
         R = self._encode(x)
         L = self._left_group
-        ctx = self._ctx
         rmatch, rfull = self._right_info(R)
+        maxlen = self._maxlen
 
         new_flag = False
-        zl_cid = -1
+        zl_under = None
+        zl_c = None
         if L:
-            lid0 = self._left_id(L)
+            lid0, left0 = self._left(L)
             rid0 = self._right_id(R)
             if rid0 not in rmatch:  # a new right semi-context invalidated the cache
                 rmatch, rfull = self._right_info(R)
-            cid = self._left_ctx[lid0].get(rid0)
-            if cid is None:
-                zl_cid = self._new_context(lid0, rid0, True)
+            zl_under = left0[1]
+            zl_c = zl_under.get(rid0)
+            if zl_c is None:
+                zl_c = self._new_context(lid0, left0, rid0, 1)
                 new_flag = True
-            else:
-                zl_cid = cid
-                ctx[cid][1] = t
 
-        # selected / fired: contexts under left semi-contexts contained in L
-        maxlen = self._maxlen
-        left_facts = self._left_facts
-        left_ctx = self._left_ctx
+        # selected / fired: contexts under the left semi-contexts contained in L
         pairs: dict[tuple[frozenset[int], frozenset[int]], None] = {}
-        if new_flag:
-            pairs[(L, R)] = None
         n_sel = 0
-        fired: list[tuple[int, int, int, int]] = []
+        fired: list[list[int]] = []
+        append = fired.append
         by_max = self._by_max
         for f in L:
             cands = by_max.get(f)
-            if not cands:
+            if cands is None:
                 continue
-            for lid in cands:
-                S = left_facts[lid]
+            for S, under, _nzl, _code in cands.values():
                 if not S <= L:
                     continue
-                for rid, cid in left_ctx[lid].items():
-                    if cid == zl_cid:
-                        continue
-                    n_sel += 1
-                    c = ctx[cid]
+                n_sel += len(under)
+                if under is zl_under:
+                    n_sel -= 1
+                    for rid, c in under.items():
+                        if c is zl_c:
+                            continue
+                        if rid in rfull:
+                            c[0] += 1
+                            append(c)
+                        elif new_flag and c[4] and len(S) <= maxlen and rid in rmatch:
+                            pairs[(S, rmatch[rid])] = None
+                    continue
+                for rid, c in under.items():
                     if rid in rfull:
                         c[0] += 1
-                        c[1] = t
-                        fired.append((c[0], lid, rid, cid))
-                    elif new_flag and c[4] and len(S) <= maxlen:
-                        m = rmatch.get(rid)
-                        if m:
-                            pairs[(S, m)] = None
+                        append(c)
+                    elif new_flag and c[4] and len(S) <= maxlen and rid in rmatch:
+                        pairs[(S, rmatch[rid])] = None
+        n_fired = len(fired)
 
-        # partly present left semi-contexts of zero-level contexts (only when novelty appeared)
         if new_flag:
-            matched: dict[int, list[int]] = {}
-            zl_index = self._zl_index
-            for f in L:
-                s = zl_index.get(f)
-                if s:
-                    for lid in s:
-                        m = matched.get(lid)
-                        if m is None:
-                            matched[lid] = [f]
-                        else:
-                            m.append(f)
-            for lid, m in matched.items():
-                n = len(m)
-                if n > maxlen or n == len(left_facts[lid]):
-                    continue
-                ml = None
-                for rid, cid in left_ctx[lid].items():
-                    if ctx[cid][4]:
-                        mr = rmatch.get(rid)
-                        if mr:
-                            if ml is None:
-                                ml = frozenset(m)
-                            pairs[(ml, mr)] = None
+            self._partial_pairs(L, rmatch, pairs)
 
         # active neurons -> next left group
-        n_fired = len(fired)
         if fired:
-            if len(fired) > self._nact:
+            nact = self._nact
+            if n_fired > nact:
                 fired.sort()
-                fired = fired[len(fired) - self._nact :] if self._nact else []
-            self._left_group = R.union([NEURON_BASE + f[3] for f in fired])
+                fired = fired[n_fired - nact :] if nact else []
+            self._left_group = R.union([NEURON_BASE + c[3] for c in fired])
         else:
             self._left_group = R
 
@@ -402,17 +422,17 @@ class CadDetector(Detector):
         a1 = 0.0
         if new_flag:
             really_new = 1  # the zero-level context
-            del pairs[(L, R)]
+            pairs.pop((L, R), None)  # it is stored already
             if pairs:
-                for lf, rf in sorted(pairs, key=lambda p: (sorted(p[0]), sorted(p[1]))):
-                    lid = self._left_id(lf)
+                for lf, rf in sorted(pairs, key=_pair_key):
+                    lid, left = self._left(lf)
                     rid = self._right_id(rf)
-                    if rid not in left_ctx[lid]:
-                        self._new_context(lid, rid, False)
+                    if rid not in left[1]:
+                        self._new_context(lid, left, rid, 0)
                         really_new += 1
             a1 = really_new / (len(pairs) + 1)
-        if len(ctx) > self._cap:
-            self._evict()
+            if len(self._ctx) > self._cap:
+                self._evict()
 
         a0 = n_fired / n_sel if n_sel else 0.0
         raw = (1.0 - a0 + a1) / 2.0
@@ -426,6 +446,54 @@ class CadDetector(Detector):
         if raw >= self._thr:
             self._last_alarm = t
         return score, raw, reason
+
+    def _partial_pairs(
+        self,
+        L: frozenset[int],
+        rmatch: dict[int, frozenset[int]],
+        pairs: dict[tuple[frozenset[int], frozenset[int]], None],
+    ) -> None:
+        """Potential pairs of zero-level contexts whose left side is only partly present in L.
+
+        Every zero-level left is (sensor code) + neurons. Lefts sharing a neuron with L are matched
+        one by one; all others meet L only in the sensor part, so per sensor code the set of their
+        zero-level right sides is enough (kept as counts, minus those of the lefts done one by one).
+        """
+        maxlen = self._maxlen
+        sens = frozenset(f for f in L if f < NEURON_BASE)
+        lefts = self._lefts
+        done: dict[tuple[frozenset[int], int], int] = {}
+        hit: set[int] = set()
+        zl_neuron = self._zl_neuron
+        for f in L:
+            if f >= NEURON_BASE:
+                s = zl_neuron.get(f)
+                if s:
+                    hit.update(s)
+        for lid in hit:
+            S, under, _nzl, code = lefts[lid]
+            m = S & L
+            partial = len(m) < len(S) and len(m) <= maxlen
+            for rid, c in under.items():
+                if c[4]:
+                    key = (code, rid)
+                    done[key] = done.get(key, 0) + 1
+                    if partial and rid in rmatch:
+                        pairs[(m, rmatch[rid])] = None
+        for code, rights in self._zl_groups.items():
+            m = code & sens
+            if not m or len(m) > maxlen:
+                continue
+            for rid, n in rights.items():
+                if rid in rmatch and n > done.get((code, rid), 0):
+                    pairs[(m, rmatch[rid])] = None
+        for code, rights in self._zl_plain.items():
+            m = code & sens
+            if not m or len(m) > maxlen or len(m) == len(code):
+                continue
+            for rid in rights:
+                if rid in rmatch:
+                    pairs[(m, rmatch[rid])] = None
 
     # ------------------------------------------------------------------ contract
     def process_one(self, x: float, ts: int) -> Verdict:
@@ -490,13 +558,12 @@ class CadDetector(Detector):
     def get_state(self) -> dict[str, Any]:
         """Plain values only: ints, floats, lists, dicts (JSON- and pickle-safe).
 
-        Semi-contexts are stored once as sorted fact lists, contexts as parallel columns; the
-        indexes are rebuilt by ``set_state``.
+        Semi-contexts are stored once as sorted fact lists, contexts as parallel integer columns;
+        the indexes are rebuilt by ``set_state``.
         """
-        lids = list(self._left_facts)
+        lids = list(self._lefts)
         rids = list(self._right_facts)
-        cids = list(self._ctx)
-        cols = list(zip(*(self._ctx[c] for c in cids), strict=True)) if cids else [(), (), (), (), ()]
+        ctxs = list(self._ctx.values())
         return {
             "version": _STATE_VERSION,
             "lo": self._lo,
@@ -507,15 +574,15 @@ class CadDetector(Detector):
             "left_group": sorted(self._left_group),
             "next_ids": [self._next_lid, self._next_rid, self._next_cid],
             "left_ids": lids,
-            "left_facts": [sorted(self._left_facts[i]) for i in lids],
+            "left_facts": [sorted(self._lefts[i][0]) for i in lids],
             "right_ids": rids,
             "right_facts": [sorted(self._right_facts[i]) for i in rids],
-            "ctx_ids": cids,
-            "ctx_count": list(cols[0]),
-            "ctx_used": list(cols[1]),
-            "ctx_left": list(cols[2]),
-            "ctx_right": list(cols[3]),
-            "ctx_zero_level": list(cols[4]),
+            "ctx_ids": [c[3] for c in ctxs],
+            "ctx_left": [c[1] for c in ctxs],
+            "ctx_right": [c[2] for c in ctxs],
+            "ctx_count": [c[0] for c in ctxs],
+            "ctx_zero_level": [c[4] for c in ctxs],
+            "ctx_sweep_count": [c[5] for c in ctxs],
         }
 
     def set_state(self, state: dict[str, Any]) -> None:
@@ -534,31 +601,22 @@ class CadDetector(Detector):
             fs = frozenset(int(f) for f in facts)
             lid = int(lid)
             self._left_ids[fs] = lid
-            self._left_facts[lid] = fs
-            self._left_ctx[lid] = {}
-            self._left_zl[lid] = 0
-            self._by_max.setdefault(max(fs), set()).add(lid)
+            self._lefts[lid] = left = [fs, {}, 0, None]
+            self._by_max.setdefault(max(fs), {})[lid] = left
         for rid, facts in zip(state["right_ids"], state["right_facts"], strict=True):
             fs = frozenset(int(f) for f in facts)
             self._right_ids[fs] = int(rid)
             self._right_facts[int(rid)] = fs
             self._right_refs[int(rid)] = 0
-        for cid, cnt, used, lid, rid, zl in zip(
+        for cid, lid, rid, cnt, zl, snap in zip(
             state["ctx_ids"],
-            state["ctx_count"],
-            state["ctx_used"],
             state["ctx_left"],
             state["ctx_right"],
+            state["ctx_count"],
             state["ctx_zero_level"],
+            state["ctx_sweep_count"],
             strict=True,
         ):
-            cid, lid, rid, zl = int(cid), int(lid), int(rid), 1 if zl else 0
-            self._ctx[cid] = [int(cnt), int(used), lid, rid, zl]
-            self._left_ctx[lid][rid] = cid
-            self._right_refs[rid] += 1
-            if zl:
-                self._left_zl[lid] += 1
-                if self._left_zl[lid] == 1:
-                    for f in self._left_facts[lid]:
-                        self._zl_index.setdefault(f, set()).add(lid)
+            lid = int(lid)
+            self._add_context(lid, self._lefts[lid], int(rid), int(cnt), 1 if zl else 0, int(snap), int(cid))
         self._next_lid, self._next_rid, self._next_cid = (int(v) for v in state["next_ids"])

@@ -1,7 +1,8 @@
 """normal (seed 000): a per-series normal band learned incrementally from the stream itself.
 
-Welford moments ``(n, mean, M2)``; band ``mean ± z_p·std`` with ``z_p = Φ⁻¹(p)`` computed for any
-``p`` (the seed looked it up in a table). Each reading is scored against the moments of the
+Welford moments ``(n, mean, M2)``; band ``mean ± z_p·std``. The seed's table of ``z_p`` is the
+*two-sided* quantile (0.8 → 1.2816 = Φ⁻¹(0.9)): the band holds a fraction ``p`` of normal data,
+so ``z_p = Φ⁻¹((1 + p)/2)``, computed for any ``p`` instead of looked up. Each reading is scored against the moments of the
 readings before it, then learned. Optional inter-arrival transform: the value scored is
 ``ts − previous ts`` (the seed's ``InterArrivalTransformer``), for "is this source late/early?".
 """
@@ -27,7 +28,7 @@ _INF = math.inf
 class NormalConfig:
     """Parameters of the normal detector.
 
-    p: one-sided normal quantile that sets the band half-width ``z_p = Φ⁻¹(p)`` (seed: 0.99999).
+    p: two-sided coverage of the band, half-width ``z_p = Φ⁻¹((1 + p)/2)`` (seed: 0.99999 → 4.4172).
     unknown_policy: what a series with fewer than ``min_count`` readings reports: "anomaly" (the
         seed's "unknown source" flag) or "ignore" (same reason, not flagged).
     inter_arrival: score ``ts − previous ts`` (ms) instead of the value; the first reading of a
@@ -47,8 +48,6 @@ class NormalConfig:
     def __post_init__(self) -> None:
         if not (isinstance(self.p, (int, float)) and 0.0 < self.p < 1.0):
             raise ValueError(f"normal: p must be in (0, 1), got {self.p!r}")
-        if self.p <= 0.5:
-            raise ValueError(f"normal: p must be > 0.5 (a band needs z_p > 0), got {self.p!r}")
         if self.unknown_policy not in UNKNOWN_POLICIES:
             raise ValueError(
                 f"normal: unknown_policy must be one of {', '.join(UNKNOWN_POLICIES)}, got {self.unknown_policy!r}"
@@ -71,7 +70,9 @@ class NormalDetector(Detector):
 
     def __init__(self, config: NormalConfig | None = None, prior: SeriesPrior | None = None) -> None:
         self.config = config if config is not None else NormalConfig()
-        self._z = z_for_quantile(self.config.p)
+        # Two-sided, as the seed's table: P(|Z| <= z_p) = p. From the lower tail, which keeps
+        # the precision that (1 + p)/2 would lose for p near 1.
+        self._z = -z_for_quantile((1.0 - self.config.p) / 2.0)
         self._n = 0
         self._mean = 0.0
         self._m2 = 0.0

@@ -1,0 +1,43 @@
+# spark-anomaly: the two commands a new user needs are `make demo` and `make test`.
+# Every target installs what it needs first (idempotent), and stops what it started.
+SHELL := /bin/bash
+PY := .venv/bin/python
+export SPARK_LOCAL_IP ?= 127.0.0.1
+export PYTHONUNBUFFERED := 1
+TEST_KAFKA_PORT ?= 19092
+TEST_KAFKA_HOME ?= var/kafka-test
+
+.PHONY: setup demo test unit integration lint format evaluate bench bench-quick kafka-start kafka-stop clean
+
+setup:
+	@scripts/setup.sh
+
+# Produce history, train, detect on live traffic for a bounded time, show detected vs injected.
+demo: setup
+	@scripts/demo.sh
+
+# Unit and integration tests against a real broker (started here on its own port, stopped after).
+test: setup
+	@KAFKA_PORT=$(TEST_KAFKA_PORT) KAFKA_HOME_DIR=$(TEST_KAFKA_HOME) KAFKA_WIPE=1 scripts/kafka.sh start
+	@set -o pipefail; KAFKA_BOOTSTRAP=127.0.0.1:$(TEST_KAFKA_PORT) $(PY) -m pytest -q $(PYTEST_ARGS); rc=$$?; \
+	  KAFKA_PORT=$(TEST_KAFKA_PORT) KAFKA_HOME_DIR=$(TEST_KAFKA_HOME) scripts/kafka.sh stop; exit $$rc
+
+unit: setup
+	$(PY) -m pytest -q tests/unit $(PYTEST_ARGS)
+
+lint: setup
+	.venv/bin/ruff check src jobs scripts tests
+	.venv/bin/ruff format --check src jobs scripts tests
+
+format: setup
+	.venv/bin/ruff format src jobs scripts tests
+	.venv/bin/ruff check --fix src jobs scripts tests
+
+kafka-start: setup
+	@scripts/kafka.sh start
+
+kafka-stop:
+	@scripts/kafka.sh stop
+
+clean:
+	rm -rf var/delta var/checkpoints var/model var/history var/demo reports

@@ -1,0 +1,174 @@
+"""calibrated: a detector's raw output mapped online to a comparable tail probability.
+
+Raw outputs differ in scale between detectors and series (a band deviation, a CAD novelty, a
+k-means distance). This core wraps any registered detector and learns, per series and only from
+the past, the distribution of the wrapped detector's recent raw output (the idea of HTM's
+"anomaly likelihood"):
+
+1. raw r_t: the wrapped detector's ``score``, or (``raw: band``) the reading's distance from the
+   band centre in half band widths |x - c| / h (capped), or ``auto``: band when there is one.
+2. a_t = mean of the last ``short_window`` raws (a sustained change scores more than one blip).
+3. The long-term mean mu and standard deviation sd of a over the last ``history`` steps (before
+   this one); z = (a_t - mu) / max(sd, sd_floor); tail q = Q(z) = P(Z > z).
+4. score = min(1, log(q) / log(tail_floor)): 0 for an ordinary value, 1 for a tail probability
+   of ``tail_floor`` or smaller. ``probability`` = 1 - q. Scores are 0 until ``min_history``
+   values of a were seen.
+
+So one threshold means the same tail probability for every detector and every series, which is
+what combining detectors (ensemble) and NAB's single corpus-wide threshold need.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from ._composite import band_deviation, build_member, frame, member_spec
+from .base import Detector, SeriesPrior, Verdict
+
+_RAW = ("auto", "score", "band", "probability")
+_SQRT2 = math.sqrt(2.0)
+AUTO_DECIDE = 200
+
+
+@dataclass(frozen=True)
+class CalibratedConfig:
+    """detector/params: the wrapped detector. raw: which output is calibrated (see module doc).
+
+    short_window: raws averaged before calibration. history: steps in the long-term
+    distribution. min_history: steps before any score. sd_floor: smallest sd (in raw units;
+    ``sd_floor_rel`` of |mu| is added). tail_floor: the tail probability that maps to score 1.
+    threshold: the score at which is_anomaly is set. band_cap: cap on the band deviation.
+    """
+
+    detector: str = "normal"
+    params: dict[str, Any] = field(default_factory=dict)
+    raw: str = "auto"
+    short_window: int = 10
+    history: int = 2000
+    min_history: int = 100
+    sd_floor: float = 1e-6
+    sd_floor_rel: float = 0.0
+    tail_floor: float = 1e-10
+    threshold: float = 0.5
+    band_cap: float = 1e3
+
+    def __post_init__(self) -> None:
+        member_spec({"detector": self.detector, "params": self.params}, "calibrated")
+        if self.raw not in _RAW:
+            raise ValueError(f"calibrated.raw must be one of {', '.join(_RAW)}, got {self.raw!r}")
+        if self.short_window < 1 or self.history < 2 or not 1 <= self.min_history <= self.history:
+            raise ValueError("calibrated: need short_window >= 1, history >= 2, 1 <= min_history <= history")
+        if not 0 < self.tail_floor < 1:
+            raise ValueError("calibrated.tail_floor must be in (0, 1)")
+        if self.sd_floor <= 0 or self.sd_floor_rel < 0:
+            raise ValueError("calibrated: sd_floor must be > 0 and sd_floor_rel >= 0")
+
+
+class CalibratedDetector(Detector):
+    name: ClassVar[str] = "calibrated"
+    config_cls: ClassVar[type] = CalibratedConfig
+
+    def __init__(self, config: CalibratedConfig | None = None, prior: SeriesPrior | None = None) -> None:
+        self.config = config or CalibratedConfig()
+        self.inner = build_member(
+            {"detector": self.config.detector, "params": self.config.params}, prior, "calibrated"
+        )
+        self._log_floor = math.log(self.config.tail_floor)
+        self._short: deque[float] = deque(maxlen=self.config.short_window)
+        self._long: deque[float] = deque(maxlen=self.config.history)
+        self._sum = 0.0
+        self._sumsq = 0.0
+        self._mode: str | None = None if self.config.raw == "auto" else self.config.raw
+        self._undecided = 0
+
+    # -- raw value of one inner verdict --------------------------------------------------------
+    def _raws(self, x: np.ndarray, out: pd.DataFrame) -> np.ndarray:
+        if self._mode is None:
+            return self._auto_raws(x, out)
+        if self._mode == "band":
+            return band_deviation(x, out["lower"], out["upper"], self.config.band_cap)
+        col = "probability" if self._mode == "probability" else "score"
+        return out[col].to_numpy(dtype=float)
+
+    def _auto_raws(self, x: np.ndarray, out: pd.DataFrame) -> np.ndarray:
+        """auto: the first verdict with a finite band picks ``band``; ``AUTO_DECIDE`` verdicts
+        without one pick ``score``. Undecided verdicts give no raw value (not learned)."""
+        has_band = np.isfinite(out["lower"].to_numpy(float)) & np.isfinite(out["upper"].to_numpy(float))
+        raws = np.full(len(out), np.nan)
+        for i in range(len(out)):
+            if self._mode is None:
+                if has_band[i]:
+                    self._mode = "band"
+                else:
+                    self._undecided += 1
+                    if self._undecided >= AUTO_DECIDE:
+                        self._mode = "score"
+                    continue
+            rest = out.iloc[i:]
+            raws[i:] = self._raws(x[i:], rest)
+            break
+        return raws
+
+    def _step(self, raw: float, v: Verdict) -> Verdict:
+        c = self.config
+        if not math.isfinite(raw):
+            return Verdict(v.lower, v.upper, 0.0, 0.0, False, f"calibrating ({v.reason})")
+        self._short.append(raw)
+        a = sum(self._short) / len(self._short)
+        n = len(self._long)
+        score, prob, reason = 0.0, 0.0, "calibrating"
+        if n >= c.min_history:
+            mu = self._sum / n
+            var = max(self._sumsq / n - mu * mu, 0.0)
+            sd = max(math.sqrt(var), c.sd_floor + c.sd_floor_rel * abs(mu))
+            z = (a - mu) / sd
+            q = 0.5 * math.erfc(z / _SQRT2)
+            prob = 1.0 - q
+            score = 1.0 if q <= 0.0 else min(1.0, max(0.0, math.log(q) / self._log_floor))
+            reason = f"tail {q:.3g}; {v.reason}"
+        if n == c.history:
+            old = self._long[0]
+            self._sum -= old
+            self._sumsq -= old * old
+        self._long.append(a)
+        self._sum += a
+        self._sumsq += a * a
+        return Verdict(v.lower, v.upper, score, prob, score >= c.threshold, reason)
+
+    def process_one(self, x: float, ts: int) -> Verdict:
+        v = self.inner.process_one(x, ts)
+        out = frame([v])
+        return self._step(float(self._raws(np.array([x]), out)[0]), v)
+
+    def process(self, values: np.ndarray, ts: np.ndarray) -> pd.DataFrame:
+        values = np.asarray(values, dtype=float)
+        out = self.inner.process(values, ts)
+        raws = self._raws(values, out).tolist()
+        verdicts = list(out.itertuples(index=False, name="Verdict"))
+        return frame([self._step(r, Verdict(*v)) for r, v in zip(raws, verdicts)])
+
+    def get_state(self) -> dict[str, Any]:
+        return {
+            "inner": self.inner.get_state(),
+            "mode": self._mode,
+            "undecided": self._undecided,
+            "sum": self._sum,
+            "sumsq": self._sumsq,
+            "short": np.array(self._short, dtype=float),
+            "long": np.array(self._long, dtype=float),
+        }
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.inner.set_state(state["inner"])
+        self._mode = state["mode"]
+        self._undecided = int(state["undecided"])
+        self._short = deque((float(v) for v in np.asarray(state["short"]).ravel()), maxlen=self.config.short_window)
+        self._long = deque((float(v) for v in np.asarray(state["long"]).ravel()), maxlen=self.config.history)
+        self._sum = float(state["sum"])
+        self._sumsq = float(state["sumsq"])
