@@ -1,7 +1,7 @@
 """Evaluate detectors on labelled series (NAB layout). Thin entry point: all logic is in the library.
 
-    python jobs/evaluate.py --data <NAB root> --detector <name> --out <dir>
-    spark-submit jobs/evaluate.py ...   (works too; evaluation needs no Spark)
+python jobs/evaluate.py --data <NAB root> --detector <name> --out <dir>
+spark-submit jobs/evaluate.py ...   (works too; evaluation needs no Spark)
 """
 
 import sys

@@ -66,6 +66,7 @@ running_pid() {  # prints the pid when our broker is alive; clears a stale pid f
 
 # Readiness = the broker answers a metadata request, not merely an open socket.
 metadata_ok() {
+  [ -x "$PY" ] || { port_open "$PORT"; return; }  # no venv yet: fall back to the TCP check
   "$PY" - "127.0.0.1:$PORT" <<'EOF' >/dev/null 2>&1
 import sys
 from confluent_kafka.admin import AdminClient

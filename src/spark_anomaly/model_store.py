@@ -157,4 +157,7 @@ def export_json(spark: SparkSession, stats: DataFrame, json_dir: str, version: i
     if not fs.rename(parts[0], target):
         raise RuntimeError(f"could not rename {parts[0]} to {final}")
     fs.delete(path, True)
+    crc = jvm.org.apache.hadoop.fs.Path(f"{json_dir.rstrip('/')}/.sensors-m2-{version}.json.crc")
+    if fs.exists(crc):  # the local filesystem's checksum side file: noise for seed-003 readers
+        fs.delete(crc, False)
     return final

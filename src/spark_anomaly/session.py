@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import os
+import sys
 
 from pyspark.sql import SparkSession
 
@@ -40,6 +41,10 @@ def build_spark(cfg: AppConfig, app_name: str | None = None) -> SparkSession:
     sc = cfg.spark
     if sc.local_ip:
         os.environ.setdefault("SPARK_LOCAL_IP", sc.local_ip)
+    if sc.master and sc.master.startswith("local"):
+        # Python workers must run the interpreter that has pandas/pyarrow, not whatever
+        # `python3` is first on PATH.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     b = SparkSession.builder.appName(app_name or sc.app_name)
     if sc.master:
         b = b.master(sc.master)

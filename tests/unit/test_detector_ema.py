@@ -132,7 +132,9 @@ def test_process_equals_process_one(cfg):
     xs = series()
     fast = EmaDetector(cfg).process(xs, np.arange(len(xs)))
     d = EmaDetector(cfg)
-    slow = pd.DataFrame.from_records([d.process_one(float(x), i) for i, x in enumerate(xs)], columns=RESULT_COLUMNS)
+    slow = pd.DataFrame.from_records(
+        [d.process_one(float(x), i) for i, x in enumerate(xs)], columns=RESULT_COLUMNS
+    )
     pd.testing.assert_frame_equal(fast, slow, check_exact=True)
     assert fast["is_anomaly"].any()
 

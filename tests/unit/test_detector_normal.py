@@ -27,7 +27,7 @@ SEED_ZP = {
 
 def run(det: NormalDetector, xs, ts=None) -> list[Verdict]:
     ts = range(len(xs)) if ts is None else ts
-    return [det.process_one(x, t) for x, t in zip(xs, ts)]
+    return [det.process_one(x, t) for x, t in zip(xs, ts, strict=True)]
 
 
 def test_registry_builds_it():
@@ -181,7 +181,7 @@ def test_process_equals_process_one(cfg):
     fast = NormalDetector(cfg).process(xs, ts)
     slow_det = NormalDetector(cfg)
     slow = pd.DataFrame.from_records(
-        [slow_det.process_one(float(x), int(t)) for x, t in zip(xs, ts)], columns=RESULT_COLUMNS
+        [slow_det.process_one(float(x), int(t)) for x, t in zip(xs, ts, strict=True)], columns=RESULT_COLUMNS
     )
     assert list(fast.columns) == list(RESULT_COLUMNS)
     pd.testing.assert_frame_equal(fast, slow, check_exact=True)
@@ -217,7 +217,7 @@ def test_score_one_does_not_mutate_and_matches_process_one():
 def test_learn_one_then_score_one_equals_process_one():
     xs, ts = _series(100)
     a, b = NormalDetector(), NormalDetector()
-    for x, t in zip(xs, ts):
+    for x, t in zip(xs, ts, strict=True):
         got, want = a.score_one(x, t), b.process_one(x, t)
         assert got[2:] == want[2:]
         np.testing.assert_array_equal(got[:2], want[:2])  # NaN-aware

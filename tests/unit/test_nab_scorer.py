@@ -116,7 +116,7 @@ def test_threshold_is_optimised_over_the_whole_corpus():
     assert threshold_fp == pytest.approx(0.6)
     # a sweep agrees with scoring each threshold directly
     sw = ns.sweep(corpus, STD)
-    for t, total in zip(sw.thresholds, sw.raw):
+    for t, total in zip(sw.thresholds, sw.raw, strict=True):
         assert total == pytest.approx(sum(ns.score_series(c, STD, t).raw for c in corpus))
 
 

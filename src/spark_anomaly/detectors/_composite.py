@@ -15,7 +15,9 @@ def member_spec(spec: Any, where: str) -> tuple[str, dict[str, Any]]:
     if isinstance(spec, str):
         return spec, {}
     if not isinstance(spec, dict) or "detector" not in spec:
-        raise ValueError(f"{where}: a member is a detector name or {{detector: <name>, params: {{...}}}}, got {spec!r}")
+        raise ValueError(
+            f"{where}: a member is a detector name or {{detector: <name>, params: {{...}}}}, got {spec!r}"
+        )
     unknown = sorted(set(spec) - {"detector", "params"})
     if unknown:
         raise ValueError(f"{where}: member keys are 'detector' and 'params', not {', '.join(unknown)}")

@@ -32,13 +32,17 @@ Choices beyond DETECTORS.md (all deterministic, so a restored state continues id
   context brought no other candidates).
 * **Ids of new contexts**: potential new contexts are created in the sorted order of their fact
   lists, so ids (hence neuron facts) never depend on container iteration order.
-* **Memory cap**: when more than ``max_contexts`` contexts exist at the end of a step, the least
-  recently used contexts (last fired / looked up / created; ties: lower counter, then lower id) are
-  removed until ``int(0.9 * max_contexts)`` remain, together with semi-contexts no longer used by any
-  context. Ids are never reused, so a left semi-context naming a removed neuron can no longer match
-  fully and ages out in turn. Memory of an endless stream is therefore bounded while recent patterns
-  stay learned.
-* **Range policy**: ``min_value``/``max_value`` given → used as is. Otherwise the missing side comes
+* **Memory cap**: when more than ``max_contexts`` contexts exist after a step, a sweep removes
+  contexts until ``int(0.9 * max_contexts)`` remain: first those that fired least since the previous
+  sweep (idle ones, and new ones that never fired), then lower total counter, then older id; semi-
+  contexts no longer used by any context go with them. Ids are never reused, so a left semi-context
+  naming a removed neuron can no longer match fully and ages out in turn. Memory of an endless
+  stream is bounded while what keeps firing stays learned; no per-step bookkeeping is needed (the
+  counter at the last sweep is kept per context).
+* **The zero-level context (L, R)** is excluded from this step's selection whether it was just
+  created or looked up ("it must not fire in this step").
+* **Range policy**: ``min_value``/``max_value`` given → used as is (equal values: step 1, as
+  DETECTORS.md says for a zero range). Otherwise the missing side comes
   from the ``SeriesPrior`` (``prior.min``/``prior.max`` widened by ``range_margin`` of the prior's
   span). Without a usable prior, the range is learned from the first ``learn_range_steps`` readings
   (reported with score 0, reason "learning range"), widened by ``range_margin``; then those readings
@@ -50,6 +54,7 @@ Choices beyond DETECTORS.md (all deterministic, so a restored state continues id
 
 from __future__ import annotations
 
+import heapq
 import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -97,9 +102,9 @@ class CadConfig:
             v = getattr(self, name)
             if v is not None and not (_is_num(v) and math.isfinite(v)):
                 raise ValueError(f"cad: {name} must be a finite number or None, got {v!r}")
-        if self.min_value is not None and self.max_value is not None and not self.min_value < self.max_value:
+        if self.min_value is not None and self.max_value is not None and self.min_value > self.max_value:
             raise ValueError(
-                f"cad: min_value must be below max_value, got min_value={self.min_value}, "
+                f"cad: min_value must not exceed max_value, got min_value={self.min_value}, "
                 f"max_value={self.max_value}"
             )
         if not (_is_num(self.range_margin) and math.isfinite(self.range_margin) and self.range_margin >= 0):
@@ -145,7 +150,7 @@ class CadDetector(Detector):
             plo, phi = _widen(float(prior.min), float(prior.max), config.range_margin)
             lo = plo if lo is None else lo
             hi = phi if hi is None else hi
-            if not lo < hi:
+            if lo > hi:
                 raise ValueError(f"cad: range from config and prior is empty: [{lo}, {hi}]")
         # constants of the algorithm
         self._bits = config.num_norm_value_bits
@@ -171,8 +176,9 @@ class CadDetector(Detector):
             return False
 
     # ------------------------------------------------------------------ memory
-    # A left semi-context is a list [facts, contexts (right id -> context), number of zero-level
-    # contexts, sensor part (zero-level lefts only)]; a context is a list
+    # A left semi-context is a list [facts, contexts (right id -> context), right ids of its
+    # zero-level contexts, sensor part (zero-level lefts only), {sensor facts: contexts that fire} (a cache),
+    # key fact in _by_key]; a context is a list
     # [counter, left id, right id, context id, zero-level 0/1, counter at the last sweep]. Lists
     # compare by (counter, left id, right id): the tie order of active neurons.
     def _reset_memory(self) -> None:
@@ -184,19 +190,20 @@ class CadDetector(Detector):
         self._next_cid = 0
         self._left_ids: dict[frozenset[int], int] = {}
         self._lefts: dict[int, list[Any]] = {}
-        # containment candidates: largest fact of a left semi-context -> {left id: left}
-        self._by_max: dict[int, dict[int, list[Any]]] = {}
-        # zero-level lefts: neuron fact -> left ids; per sensor part, right id -> number of
+        # containment candidates: key fact (one fact, rarely in a left group) -> {left id: left}
+        self._by_key: dict[int, dict[int, list[Any]]] = {}
+        # zero-level lefts: neuron fact -> left ids; per sensor part, right id -> left ids of the
         # zero-level contexts (lefts with neurons, lefts without)
         self._zl_neuron: dict[int, set[int]] = {}
-        self._zl_groups: dict[frozenset[int], dict[int, int]] = {}
-        self._zl_plain: dict[frozenset[int], dict[int, int]] = {}
+        self._zl_groups: dict[frozenset[int], dict[int, set[int]]] = {}
+        self._zl_plain: dict[frozenset[int], dict[int, set[int]]] = {}
         self._right_ids: dict[frozenset[int], int] = {}
         self._right_facts: dict[int, frozenset[int]] = {}
         self._right_refs: dict[int, int] = {}
         self._ctx: dict[int, list[int]] = {}
         self._rcache: dict[frozenset[int], tuple[dict[int, frozenset[int]], frozenset[int]]] = {}
         self._codes: dict[int, frozenset[int]] = {}
+        self._cut = 0  # speed hint for the top-k of active neurons (derived, not state)
 
     def _left(self, facts: frozenset[int]) -> tuple[int, list[Any]]:
         lid = self._left_ids.get(facts)
@@ -205,10 +212,27 @@ class CadDetector(Detector):
         lid = self._next_lid
         self._next_lid += 1
         self._left_ids[facts] = lid
-        left = [facts, {}, 0, None]
-        self._lefts[lid] = left
-        self._by_max.setdefault(max(facts), {})[lid] = left
+        self._lefts[lid] = left = [facts, {}, [], None, {}, self._key_fact(facts)]
+        self._by_key.setdefault(left[5], {})[lid] = left
         return lid, left
+
+    def _key_fact(self, facts: frozenset[int]) -> int:
+        """The fact a left semi-context is indexed under for the containment test.
+
+        Any of its facts is correct (a contained left has all its facts in the group); a neuron
+        whose context fired least so far is rarely in a left group, so few candidates are tested.
+        Only speed depends on this choice, never a score.
+        """
+        best = -1
+        best_count = -1
+        ctx = self._ctx
+        for f in facts:
+            if f >= NEURON_BASE:
+                c = ctx.get(f - NEURON_BASE)
+                n = c[0] if c is not None else -1
+                if best < 0 or n < best_count or (n == best_count and f > best):
+                    best, best_count = f, n
+        return best if best >= 0 else max(facts)
 
     def _right_id(self, facts: frozenset[int]) -> int:
         rid = self._right_ids.get(facts)
@@ -221,7 +245,7 @@ class CadDetector(Detector):
             self._rcache.clear()
         return rid
 
-    def _zl_groups_of(self, left: list[Any]) -> dict[frozenset[int], dict[int, int]]:
+    def _zl_groups_of(self, left: list[Any]) -> dict[frozenset[int], dict[int, set[int]]]:
         return self._zl_groups if len(left[3]) < len(left[0]) else self._zl_plain
 
     def _add_context(
@@ -229,10 +253,11 @@ class CadDetector(Detector):
     ) -> list[int]:
         c = [cnt, lid, rid, cid, zl, snap]
         left[1][rid] = c
+        left[4] = {}
         self._ctx[cid] = c
         self._right_refs[rid] += 1
         if zl:
-            if left[2] == 0:
+            if not left[2]:
                 facts = left[0]
                 left[3] = code = frozenset(f for f in facts if f < NEURON_BASE)
                 for f in facts:
@@ -240,9 +265,8 @@ class CadDetector(Detector):
                         self._zl_neuron.setdefault(f, set()).add(lid)
             else:
                 code = left[3]
-            left[2] += 1
-            g = self._zl_groups_of(left).setdefault(code, {})
-            g[rid] = g.get(rid, 0) + 1
+            left[2].append(rid)
+            self._zl_groups_of(left).setdefault(code, {}).setdefault(rid, set()).add(lid)
         return c
 
     def _new_context(self, lid: int, left: list[Any], rid: int, zl: int) -> list[int]:
@@ -282,16 +306,17 @@ class CadDetector(Detector):
             left = self._lefts[lid]
             under = left[1]
             del under[rid]
+            left[4] = {}
             if zl:
                 groups = self._zl_groups_of(left)
                 g = groups[left[3]]
-                g[rid] -= 1
+                g[rid].discard(lid)
                 if not g[rid]:
                     del g[rid]
                     if not g:
                         del groups[left[3]]
-                left[2] -= 1
-                if left[2] == 0:
+                left[2].remove(rid)
+                if not left[2]:
                     for f in left[0]:
                         if f >= NEURON_BASE:
                             s = self._zl_neuron[f]
@@ -302,11 +327,10 @@ class CadDetector(Detector):
             if not under:
                 facts = left[0]
                 del self._lefts[lid], self._left_ids[facts]
-                top = max(facts)
-                s = self._by_max[top]
+                s = self._by_key[left[5]]
                 del s[lid]
                 if not s:
-                    del self._by_max[top]
+                    del self._by_key[left[5]]
             self._right_refs[rid] -= 1
             if not self._right_refs[rid]:
                 del self._right_refs[rid]
@@ -376,34 +400,38 @@ class CadDetector(Detector):
         pairs: dict[tuple[frozenset[int], frozenset[int]], None] = {}
         n_sel = 0
         fired: list[list[int]] = []
-        append = fired.append
-        by_max = self._by_max
+        zl_sel: list[list[Any]] = []  # selected lefts that may give potential pairs
+        by_key = self._by_key
         for f in L:
-            cands = by_max.get(f)
+            cands = by_key.get(f)
             if cands is None:
                 continue
-            for S, under, _nzl, _code in cands.values():
-                if not S <= L:
+            for left in cands.values():
+                if not left[0] <= L:
                     continue
+                under = left[1]
                 n_sel += len(under)
-                if under is zl_under:
+                if under is zl_under:  # the zero-level context (L, R) must not fire
                     n_sel -= 1
-                    for rid, c in under.items():
-                        if c is zl_c:
-                            continue
-                        if rid in rfull:
-                            c[0] += 1
-                            append(c)
-                        elif new_flag and c[4] and len(S) <= maxlen and rid in rmatch:
-                            pairs[(S, rmatch[rid])] = None
-                    continue
-                for rid, c in under.items():
-                    if rid in rfull:
-                        c[0] += 1
-                        append(c)
-                    elif new_flag and c[4] and len(S) <= maxlen and rid in rmatch:
-                        pairs[(S, rmatch[rid])] = None
+                    fired += [c for rid, c in under.items() if rid in rfull and c is not zl_c]
+                else:
+                    fc = left[4]
+                    fl = fc.get(R)
+                    if fl is None:
+                        if len(fc) >= 8:
+                            fc.clear()
+                        fl = fc[R] = [c for rid, c in under.items() if rid in rfull]
+                    fired += fl
+                if new_flag and left[2] and len(left[0]) <= maxlen:
+                    zl_sel.append(left)
+        for c in fired:
+            c[0] += 1
         n_fired = len(fired)
+        for left in zl_sel:  # fully present left, right partly present
+            S = left[0]
+            for rid, c in left[1].items():
+                if c[4] and rid not in rfull and rid in rmatch:
+                    pairs[(S, rmatch[rid])] = None
 
         if new_flag:
             self._partial_pairs(L, rmatch, pairs)
@@ -412,8 +440,15 @@ class CadDetector(Detector):
         if fired:
             nact = self._nact
             if n_fired > nact:
-                fired.sort()
-                fired = fired[n_fired - nact :] if nact else []
+                if nact:
+                    # Exact top-nact: if at least nact counters reach the previous step's cut, the
+                    # top nact are among them (the cut is a speed hint only, not state).
+                    cut = self._cut
+                    top = [c for c in fired if c[0] >= cut]
+                    fired = heapq.nlargest(nact, top if len(top) >= nact else fired)
+                    self._cut = fired[-1][0]
+                else:
+                    fired = []
             self._left_group = R.union([NEURON_BASE + c[3] for c in fired])
         else:
             self._left_group = R
@@ -424,12 +459,21 @@ class CadDetector(Detector):
             really_new = 1  # the zero-level context
             pairs.pop((L, R), None)  # it is stored already
             if pairs:
-                for lf, rf in sorted(pairs, key=_pair_key):
+                left_ids, right_ids, lefts = self._left_ids, self._right_ids, self._lefts
+                new_pairs = []
+                for pair in pairs:
+                    lid = left_ids.get(pair[0])
+                    if lid is not None:
+                        rid = right_ids.get(pair[1])
+                        if rid is not None and rid in lefts[lid][1]:
+                            continue
+                    new_pairs.append(pair)
+                if len(new_pairs) > 1:
+                    new_pairs.sort(key=_pair_key)
+                for lf, rf in new_pairs:
                     lid, left = self._left(lf)
-                    rid = self._right_id(rf)
-                    if rid not in left[1]:
-                        self._new_context(lid, left, rid, 0)
-                        really_new += 1
+                    self._new_context(lid, left, self._right_id(rf), 0)
+                really_new += len(new_pairs)
             a1 = really_new / (len(pairs) + 1)
             if len(self._ctx) > self._cap:
                 self._evict()
@@ -462,7 +506,6 @@ class CadDetector(Detector):
         maxlen = self._maxlen
         sens = frozenset(f for f in L if f < NEURON_BASE)
         lefts = self._lefts
-        done: dict[tuple[frozenset[int], int], int] = {}
         hit: set[int] = set()
         zl_neuron = self._zl_neuron
         for f in L:
@@ -471,29 +514,31 @@ class CadDetector(Detector):
                 if s:
                     hit.update(s)
         for lid in hit:
-            S, under, _nzl, code = lefts[lid]
+            left = lefts[lid]
+            S = left[0]
             m = S & L
-            partial = len(m) < len(S) and len(m) <= maxlen
-            for rid, c in under.items():
-                if c[4]:
-                    key = (code, rid)
-                    done[key] = done.get(key, 0) + 1
-                    if partial and rid in rmatch:
-                        pairs[(m, rmatch[rid])] = None
+            if len(m) < len(S) and len(m) <= maxlen:
+                for rid in left[2]:
+                    mr = rmatch.get(rid)
+                    if mr is not None:
+                        pairs[(m, mr)] = None
+        n_hit = len(hit)
         for code, rights in self._zl_groups.items():
             m = code & sens
             if not m or len(m) > maxlen:
                 continue
-            for rid, n in rights.items():
-                if rid in rmatch and n > done.get((code, rid), 0):
-                    pairs[(m, rmatch[rid])] = None
+            for rid, lids in rights.items():
+                mr = rmatch.get(rid)
+                if mr is not None and (len(lids) > n_hit or not lids <= hit):
+                    pairs[(m, mr)] = None
         for code, rights in self._zl_plain.items():
             m = code & sens
             if not m or len(m) > maxlen or len(m) == len(code):
                 continue
             for rid in rights:
-                if rid in rmatch:
-                    pairs[(m, rmatch[rid])] = None
+                mr = rmatch.get(rid)
+                if mr is not None:
+                    pairs[(m, mr)] = None
 
     # ------------------------------------------------------------------ contract
     def process_one(self, x: float, ts: int) -> Verdict:
@@ -530,25 +575,27 @@ class CadDetector(Detector):
         n = len(values)
         if n == 0:
             return empty_results(0)
-        score = np.zeros(n)
-        prob = np.zeros(n)
-        reason: list[str] = [""] * n
+        score: list[float] = []
+        prob: list[float] = []
+        reason: list[str] = []
         step = self._cad_step
-        vals = np.asarray(values, dtype=float).tolist()
-        for i, x in enumerate(vals):
+        for x in np.asarray(values, dtype=float).tolist():
             if self._lo is not None and x == x:
-                score[i], prob[i], reason[i] = step(x)
+                s, p, r = step(x)
             else:
                 v = self.process_one(x, 0)
-                score[i], prob[i], reason[i] = v.score, v.probability, v.reason
-        nan = np.full(n, np.nan)
+                s, p, r = v.score, v.probability, v.reason
+            score.append(s)
+            prob.append(p)
+            reason.append(r)
+        scores = np.array(score, dtype=float)
         return pd.DataFrame(
             {
-                "lower": nan,
-                "upper": nan.copy(),
-                "score": score,
-                "probability": prob,
-                "is_anomaly": score >= self._thr,
+                "lower": np.full(n, np.nan),
+                "upper": np.full(n, np.nan),
+                "score": scores,
+                "probability": np.array(prob, dtype=float),
+                "is_anomaly": scores >= self._thr,
                 "reason": np.array(reason, dtype=object),
             },
             columns=list(RESULT_COLUMNS),
@@ -601,8 +648,7 @@ class CadDetector(Detector):
             fs = frozenset(int(f) for f in facts)
             lid = int(lid)
             self._left_ids[fs] = lid
-            self._lefts[lid] = left = [fs, {}, 0, None]
-            self._by_max.setdefault(max(fs), {})[lid] = left
+            self._lefts[lid] = left = [fs, {}, [], None, {}, 0]
         for rid, facts in zip(state["right_ids"], state["right_facts"], strict=True):
             fs = frozenset(int(f) for f in facts)
             self._right_ids[fs] = int(rid)
@@ -619,4 +665,7 @@ class CadDetector(Detector):
         ):
             lid = int(lid)
             self._add_context(lid, self._lefts[lid], int(rid), int(cnt), 1 if zl else 0, int(snap), int(cid))
+        for lid, left in self._lefts.items():  # after the contexts: keys use their counters
+            left[5] = self._key_fact(left[0])
+            self._by_key.setdefault(left[5], {})[lid] = left
         self._next_lid, self._next_rid, self._next_cid = (int(v) for v in state["next_ids"])

@@ -151,7 +151,7 @@ class CalibratedDetector(Detector):
         out = self.inner.process(values, ts)
         raws = self._raws(values, out).tolist()
         verdicts = list(out.itertuples(index=False, name="Verdict"))
-        return frame([self._step(r, Verdict(*v)) for r, v in zip(raws, verdicts)])
+        return frame([self._step(r, Verdict(*v)) for r, v in zip(raws, verdicts, strict=True)])
 
     def get_state(self) -> dict[str, Any]:
         return {
@@ -168,7 +168,9 @@ class CalibratedDetector(Detector):
         self.inner.set_state(state["inner"])
         self._mode = state["mode"]
         self._undecided = int(state["undecided"])
-        self._short = deque((float(v) for v in np.asarray(state["short"]).ravel()), maxlen=self.config.short_window)
+        self._short = deque(
+            (float(v) for v in np.asarray(state["short"]).ravel()), maxlen=self.config.short_window
+        )
         self._long = deque((float(v) for v in np.asarray(state["long"]).ravel()), maxlen=self.config.history)
         self._sum = float(state["sum"])
         self._sumsq = float(state["sumsq"])

@@ -29,7 +29,11 @@ def _pos_int(name: str, v: Any, minimum: int) -> None:
 
 
 def _in_unit(name: str, v: Any, lo_open: bool = True) -> None:
-    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and (0.0 < v <= 1.0 if lo_open else 0.0 <= v <= 1.0)
+    ok = (
+        isinstance(v, (int, float))
+        and not isinstance(v, bool)
+        and (0.0 < v <= 1.0 if lo_open else 0.0 <= v <= 1.0)
+    )
     if not ok:
         raise ValueError(f"ema: {name} must be in {'(0' if lo_open else '[0'}, 1], got {v!r}")
 
@@ -184,7 +188,9 @@ class EmaDetector(Detector):
             raise ValueError(f"ema: state lacks key {e.args[0]!r}") from None
         buf = [float(b) for b in np.asarray(buf, dtype=float).ravel()]
         if len(buf) != self.config.window:
-            raise ValueError(f"ema: state buffer has {len(buf)} slots but the config window is {self.config.window}")
+            raise ValueError(
+                f"ema: state buffer has {len(buf)} slots but the config window is {self.config.window}"
+            )
         if int(c) < 0:
             raise ValueError(f"ema: invalid state count c={c}")
         self._c, self._old_s, self._sigma_old, self._buf = int(c), float(old_s), float(sigma_old), buf
@@ -193,7 +199,7 @@ class EmaDetector(Detector):
 def _frame(rows: list[Step]) -> pd.DataFrame:
     """Result columns from step tuples, with the dtypes of ``base.empty_results``."""
     if rows:
-        lower, upper, score, prob, anom, reason = zip(*rows)
+        lower, upper, score, prob, anom, reason = zip(*rows, strict=True)
     else:
         lower = upper = score = prob = anom = reason = ()
     return pd.DataFrame(

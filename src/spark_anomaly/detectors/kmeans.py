@@ -191,15 +191,14 @@ class KMeansDetector(Detector):
         score = 0.0 if scaled <= 0.0 else (1.0 if scaled >= cap else scaled / cap)
         td = self._train_dists
         prob = bisect_left(td, d) / len(td)
-        if cfg.threshold_mode == "score":
-            anomaly = score > cfg.score_threshold
-        else:
-            anomaly = d > self._thr99
+        anomaly = score > cfg.score_threshold if cfg.threshold_mode == "score" else d > self._thr99
         return (NAN, NAN, score, prob, anomaly, ("far from centres" if anomaly else "ok") + note)
 
     # -- learning ----------------------------------------------------------------------------
 
-    def _commit(self, raw: list[float], smoothed: float, proc: list[float], vec: tuple[float, ...] | None) -> None:
+    def _commit(
+        self, raw: list[float], smoothed: float, proc: list[float], vec: tuple[float, ...] | None
+    ) -> None:
         cfg = self.config
         self._raw, self._prev_smoothed, self._proc = raw, smoothed, proc
         if vec is not None:
@@ -277,7 +276,13 @@ class KMeansDetector(Detector):
             centres = np.asarray(state["centres"], dtype=float)
             raw = [float(v) for v in np.asarray(state["raw"], dtype=float).ravel()]
             proc = [float(v) for v in np.asarray(state["proc"], dtype=float).ravel()]
-            fields = (state["c"], state["prev_smoothed"], state["train_dists"], state["min_d"], state["max_d"])
+            fields = (
+                state["c"],
+                state["prev_smoothed"],
+                state["train_dists"],
+                state["min_d"],
+                state["max_d"],
+            )
             thr99 = float(state["thr99"])
         except KeyError as e:
             raise ValueError(f"kmeans: state lacks key {e.args[0]!r}") from None
@@ -299,7 +304,7 @@ class KMeansDetector(Detector):
 def _frame(rows: list[Step]) -> pd.DataFrame:
     """Result columns from step tuples, with the dtypes of ``base.empty_results``."""
     if rows:
-        lower, upper, score, prob, anom, reason = zip(*rows)
+        lower, upper, score, prob, anom, reason = zip(*rows, strict=True)
     else:
         lower = upper = score = prob = anom = reason = ()
     return pd.DataFrame(

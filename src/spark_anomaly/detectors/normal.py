@@ -57,8 +57,12 @@ class NormalConfig:
         if not isinstance(self.learn, bool):
             raise ValueError(f"normal: learn must be a bool, got {self.learn!r}")
         if isinstance(self.min_count, bool) or not isinstance(self.min_count, int) or self.min_count < 2:
-            raise ValueError(f"normal: min_count must be an int >= 2 (sample variance), got {self.min_count!r}")
-        if not (isinstance(self.std_floor, (int, float)) and math.isfinite(self.std_floor) and self.std_floor >= 0):
+            raise ValueError(
+                f"normal: min_count must be an int >= 2 (sample variance), got {self.min_count!r}"
+            )
+        if not (
+            isinstance(self.std_floor, (int, float)) and math.isfinite(self.std_floor) and self.std_floor >= 0
+        ):
             raise ValueError(f"normal: std_floor must be a finite number >= 0, got {self.std_floor!r}")
 
 
@@ -97,19 +101,14 @@ class NormalDetector(Detector):
         sd = math.sqrt(self._m2 / (n - 1)) if self._m2 > 0.0 else 0.0
         note = ""
         if sd <= cfg.std_floor:
-            if sd == 0.0:
-                note = "; zero variance"
-            else:
-                note = "; std floor"
+            note = "; zero variance" if sd == 0.0 else "; std floor"
             sd = cfg.std_floor
         half = self._z * sd
         lower = mean - half
         upper = mean + half
         dev = v - mean
-        if sd > 0.0:
-            prob = math.erf(abs(dev) / sd / _SQRT2)
-        else:
-            prob = 0.0 if dev == 0.0 else 1.0
+        # sd 0 (no floor): the band is a point; any other value is infinitely far
+        prob = math.erf(abs(dev) / sd / _SQRT2) if sd > 0.0 else float(dev != 0.0)
         if v > upper:
             return (lower, upper, prob, prob, True, "above upper bound" + note)
         if v < lower:
@@ -174,7 +173,7 @@ class NormalDetector(Detector):
             raise ValueError(f"normal: {len(xs)} values but {len(tss)} timestamps")
         ts_list = tss.astype(np.int64).tolist() if self.config.inter_arrival else [0] * len(xs)
         step = self._step
-        rows = [step(x, t) for x, t in zip(xs.tolist(), ts_list)]
+        rows = [step(x, t) for x, t in zip(xs.tolist(), ts_list, strict=True)]
         return _frame(rows)
 
     # -- state -------------------------------------------------------------------------------
@@ -201,7 +200,7 @@ class NormalDetector(Detector):
 def _frame(rows: list[tuple[float, float, float, float, bool, str]]) -> pd.DataFrame:
     """Result columns from step tuples, with the dtypes of ``base.empty_results``."""
     if rows:
-        lower, upper, score, prob, anom, reason = zip(*rows)
+        lower, upper, score, prob, anom, reason = zip(*rows, strict=True)
     else:
         lower = upper = score = prob = anom = reason = ()
     return pd.DataFrame(

@@ -16,6 +16,9 @@ _DETECTORS: dict[str, str] = {
     "robust": "spark_anomaly.detectors.robust:RobustDetector",
     "kmeans": "spark_anomaly.detectors.kmeans:KMeansDetector",
     "cad": "spark_anomaly.detectors.cad:CadDetector",
+    "calibrated": "spark_anomaly.detectors.calibrated:CalibratedDetector",
+    "ensemble": "spark_anomaly.detectors.ensemble:EnsembleDetector",
+    "suppression": "spark_anomaly.detectors.suppression:SuppressionDetector",
 }
 
 

@@ -123,10 +123,7 @@ class RobustDetector(Detector):
         lower = m - half
         upper = m + half
         dev = x - m
-        if sigma > 0.0:
-            prob = math.erf(abs(dev) / sigma / _SQRT2)
-        else:
-            prob = 0.0 if dev == 0.0 else 1.0
+        prob = math.erf(abs(dev) / sigma / _SQRT2) if sigma > 0.0 else float(dev != 0.0)
         if x > upper:
             return (lower, upper, prob, prob, True, "above upper bound" + note)
         if x < lower:
@@ -181,7 +178,9 @@ class RobustDetector(Detector):
         except KeyError:
             raise ValueError("robust: state lacks key 'window'") from None
         if len(win) > self.config.window:
-            raise ValueError(f"robust: state holds {len(win)} readings but the config window is {self.config.window}")
+            raise ValueError(
+                f"robust: state holds {len(win)} readings but the config window is {self.config.window}"
+            )
         self._win = deque(win)
         self._sorted = sorted(win)
 
@@ -189,7 +188,7 @@ class RobustDetector(Detector):
 def _frame(rows: list[Step]) -> pd.DataFrame:
     """Result columns from step tuples, with the dtypes of ``base.empty_results``."""
     if rows:
-        lower, upper, score, prob, anom, reason = zip(*rows)
+        lower, upper, score, prob, anom, reason = zip(*rows, strict=True)
     else:
         lower = upper = score = prob = anom = reason = ()
     return pd.DataFrame(

@@ -11,7 +11,7 @@ _STD = NormalDist()
 
 
 def z_for_quantile(p: float) -> float:
-    """Phi^-1(p): the z whose one-sided normal quantile is p (seed 000's table, computed)."""
+    """Phi^-1(p): the z whose one-sided normal quantile is p (robust's threshold)."""
     if not 0.0 < p < 1.0:
         raise ValueError(f"quantile p must be in (0, 1), got {p}")
     return _STD.inv_cdf(p)

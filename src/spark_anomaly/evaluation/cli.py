@@ -20,26 +20,60 @@ import time
 from pathlib import Path
 
 from . import nab_scorer, report, runner, thresholds
-from .nab_data import read_series, resolve_files, split_files, load_windows
+from .nab_data import load_windows, read_series, resolve_files, split_files
 from .specs import DetectorSpec, resolve, with_overrides
 
 DATA_ENV = "SPARK_ANOMALY_NAB_DATA"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="evaluate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default=os.environ.get(DATA_ENV), help=f"NAB-layout root (data/, labels/); default ${DATA_ENV}")
-    p.add_argument("--detector", action="append", help="detector or named configuration (repeatable); default: recommended")
+    p = argparse.ArgumentParser(
+        prog="evaluate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--data",
+        default=os.environ.get(DATA_ENV),
+        help=f"NAB-layout root (data/, labels/); default ${DATA_ENV}",
+    )
+    p.add_argument(
+        "--detector",
+        action="append",
+        help="detector or named configuration (repeatable); default: recommended",
+    )
     p.add_argument("--out", default="var/evaluate", help="output directory (default: var/evaluate)")
-    p.add_argument("--files", action="append", help="series to evaluate: keys or names, comma-separated, or @list-file (repeatable)")
-    p.add_argument("--split", choices=["tune", "test"], help="evaluate only one part of the fixed split (per category, sorted, every --split-modulo-th file from position 0 is 'tune')")
+    p.add_argument(
+        "--files",
+        action="append",
+        help="series to evaluate: keys or names, comma-separated, or @list-file (repeatable)",
+    )
+    p.add_argument(
+        "--split",
+        choices=["tune", "test"],
+        help="evaluate only one part of the fixed split (per category, sorted, every --split-modulo-th file from position 0 is 'tune')",
+    )
     p.add_argument("--split-modulo", type=int, default=2)
-    p.add_argument("--oos", action="store_true", help="also quote out of sample: thresholds tuned on the 'tune' part, scored on the 'test' part")
+    p.add_argument(
+        "--oos",
+        action="store_true",
+        help="also quote out of sample: thresholds tuned on the 'tune' part, scored on the 'test' part",
+    )
     p.add_argument("--thresholds-in", help="apply thresholds saved by --thresholds-out instead of optimising")
     p.add_argument("--thresholds-out", help="save the optimised thresholds (JSON)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a parameter of the (single) detector; dotted keys for nested ones")
-    p.add_argument("--label", help="name to file the results under (default: the detector/configuration name)")
-    p.add_argument("--conf-dir", action="append", help="where named configurations live (default: ./conf/detectors, then the checkout's)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a parameter of the (single) detector; dotted keys for nested ones",
+    )
+    p.add_argument(
+        "--label", help="name to file the results under (default: the detector/configuration name)"
+    )
+    p.add_argument(
+        "--conf-dir",
+        action="append",
+        help="where named configurations live (default: ./conf/detectors, then the checkout's)",
+    )
     p.add_argument("--workers", type=int, default=2, help="parallel worker processes (default 2)")
     p.add_argument("--no-report", action="store_true", help="skip the PNGs and the report page")
     p.add_argument("--quiet", action="store_true", help="no per-series progress")
@@ -75,12 +109,24 @@ def _result_dict(res: dict[str, nab_scorer.ProfileResult]) -> dict:
 
     return {
         name: {
-            "score": r.score, "raw": r.raw, "threshold": enc(r.threshold), "detected_windows": r.tp,
-            "missed_windows": r.fn, "false_detections": r.fp, "precision": r.precision, "recall": r.recall,
+            "score": r.score,
+            "raw": r.raw,
+            "threshold": enc(r.threshold),
+            "detected_windows": r.tp,
+            "missed_windows": r.fn,
+            "false_detections": r.fp,
+            "precision": r.precision,
+            "recall": r.recall,
             "f1": r.f1,
             "per_series": [
-                {"series": p.key, "raw": p.raw, "windows": p.windows, "detected": p.tp, "missed": p.fn,
-                 "false_detections": p.fp}
+                {
+                    "series": p.key,
+                    "raw": p.raw,
+                    "windows": p.windows,
+                    "detected": p.tp,
+                    "missed": p.fn,
+                    "false_detections": p.fp,
+                }
                 for p in r.per_series
             ],
         }
@@ -91,7 +137,9 @@ def _result_dict(res: dict[str, nab_scorer.ProfileResult]) -> dict:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not args.data:
-        raise SystemExit(f"--data is required (or set ${DATA_ENV}): the NAB-layout root with data/ and labels/")
+        raise SystemExit(
+            f"--data is required (or set ${DATA_ENV}): the NAB-layout root with data/ and labels/"
+        )
     t0 = time.perf_counter()
     specs = _specs(args)
     keys = resolve_files(args.data, args.files)
@@ -101,9 +149,14 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("no series to evaluate")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    command = "python jobs/evaluate.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    command = "python jobs/evaluate.py " + " ".join(
+        shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])
+    )
     if not args.quiet:
-        print(f"evaluating {len(specs)} detector(s) on {len(keys)} series from {args.data} with {args.workers} worker(s)", file=sys.stderr)
+        print(
+            f"evaluating {len(specs)} detector(s) on {len(keys)} series from {args.data} with {args.workers} worker(s)",
+            file=sys.stderr,
+        )
 
     replays = runner.run(specs, args.data, keys, workers=args.workers, progress=not args.quiet)
     windows = load_windows(args.data)
@@ -122,7 +175,11 @@ def main(argv: list[str] | None = None) -> int:
         fixed = thresholds.for_label(saved, spec.label, args.thresholds_in) if saved is not None else None
         res = nab_scorer.evaluate(corpus, fixed)
         rows.append((spec.label, res))
-        entry = {"spec": spec.to_dict(), "tuned_on": keys, "thresholds": {p: r.threshold for p, r in res.items()}}
+        entry = {
+            "spec": spec.to_dict(),
+            "tuned_on": keys,
+            "thresholds": {p: r.threshold for p, r in res.items()},
+        }
         tuned[spec.label] = entry
         thresholds.save(out / spec.label / "thresholds.json", {spec.label: entry})
         summary["detectors"][spec.label] = {
@@ -132,7 +189,10 @@ def main(argv: list[str] | None = None) -> int:
             "results": _result_dict(res),
         }
         if args.oos:
-            tune_keys, test_keys = split_files(keys, "tune", args.split_modulo), split_files(keys, "test", args.split_modulo)
+            tune_keys, test_keys = (
+                split_files(keys, "tune", args.split_modulo),
+                split_files(keys, "test", args.split_modulo),
+            )
             by_key = {c.key: c for c in corpus}
             tune_res = nab_scorer.evaluate([by_key[k] for k in tune_keys])
             test_c = [by_key[k] for k in test_keys]
@@ -140,26 +200,36 @@ def main(argv: list[str] | None = None) -> int:
             test_in = nab_scorer.evaluate(test_c)
             oos_rows.append((spec.label, tune_res, test_res, test_in))
             summary["detectors"][spec.label]["oos"] = {
-                "tune_series": tune_keys, "test_series": test_keys,
-                "tune": _result_dict(tune_res), "test_with_tune_thresholds": _result_dict(test_res),
+                "tune_series": tune_keys,
+                "test_series": test_keys,
+                "tune": _result_dict(tune_res),
+                "test_with_tune_thresholds": _result_dict(test_res),
                 "test_in_sample": _result_dict(test_in),
             }
     if args.thresholds_out:
         thresholds.save(args.thresholds_out, tuned)
 
     table = report.score_table_md(rows)
-    md = [f"# NAB scores\n\nCommand: `{command}`\n\nData: `{args.data}`, {len(keys)} series, "
-          f"{sum(c.n_windows for c in [nab_scorer.prepare(k, series[k].values * 0, series[k].windows) for k in keys])} scorable windows. "
-          f"Thresholds: {args.thresholds_in or 'optimised over these series'}.\n", table, ""]
+    md = [
+        f"# NAB scores\n\nCommand: `{command}`\n\nData: `{args.data}`, {len(keys)} series, "
+        f"{sum(c.n_windows for c in [nab_scorer.prepare(k, series[k].values * 0, series[k].windows) for k in keys])} scorable windows. "
+        f"Thresholds: {args.thresholds_in or 'optimised over these series'}.\n",
+        table,
+        "",
+    ]
     if oos_rows:
-        md += ["## Out of sample\n",
-               f"Fixed split (per category, sorted names, position % {args.split_modulo} == 0 -> tune). "
-               "Thresholds tuned on *tune*, applied to *test*.\n",
-               "| detector | tune (in-sample) standard | test (out-of-sample) standard | test low FP | test low FN | test in-sample standard |",
-               "|---|---:|---:|---:|---:|---:|"]
+        md += [
+            "## Out of sample\n",
+            f"Fixed split (per category, sorted names, position % {args.split_modulo} == 0 -> tune). "
+            "Thresholds tuned on *tune*, applied to *test*.\n",
+            "| detector | tune (in-sample) standard | test (out-of-sample) standard | test low FP | test low FN | test in-sample standard |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
         for label, tr, te, ti in oos_rows:
-            md.append(f"| {label} | {tr['standard'].score:.1f} | {te['standard'].score:.1f} | "
-                      f"{te['reward_low_FP_rate'].score:.1f} | {te['reward_low_FN_rate'].score:.1f} | {ti['standard'].score:.1f} |")
+            md.append(
+                f"| {label} | {tr['standard'].score:.1f} | {te['standard'].score:.1f} | "
+                f"{te['reward_low_FP_rate'].score:.1f} | {te['reward_low_FN_rate'].score:.1f} | {ti['standard'].score:.1f} |"
+            )
         md.append("")
     (out / "summary.md").write_text("\n".join(md) + "\n")
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")

@@ -49,7 +49,9 @@ def list_series(root: str | Path) -> list[str]:
     """All ``category/file.csv`` keys under ``<root>/data``, sorted."""
     data = Path(root) / "data"
     if not data.is_dir():
-        raise FileNotFoundError(f"{data} is not a directory (expected the NAB layout <root>/data/<category>/*.csv)")
+        raise FileNotFoundError(
+            f"{data} is not a directory (expected the NAB layout <root>/data/<category>/*.csv)"
+        )
     return sorted(p.relative_to(data).as_posix() for p in data.glob("*/*.csv"))
 
 
@@ -85,7 +87,9 @@ def window_indices(ts: np.ndarray, windows: list[list[str]]) -> list[tuple[int, 
     return out
 
 
-def read_series(root: str | Path, key: str, windows: dict[str, list[list[str]]] | None = None) -> LabelledSeries:
+def read_series(
+    root: str | Path, key: str, windows: dict[str, list[list[str]]] | None = None
+) -> LabelledSeries:
     frame = pd.read_csv(Path(root) / "data" / key)
     if list(frame.columns[:2]) != ["timestamp", "value"]:
         raise ValueError(f"{key}: expected columns timestamp,value; got {list(frame.columns)}")
@@ -123,10 +127,7 @@ def resolve_files(root: str | Path, files: list[str] | None = None) -> list[str]
     out: list[str] = []
     for w in wanted:
         w = w if w.endswith(".csv") else w + ".csv"
-        if w in available:
-            match = [w]
-        else:
-            match = by_name.get(w, [])
+        match = [w] if w in available else by_name.get(w, [])
         if len(match) != 1:
             raise ValueError(f"file {w!r}: {'ambiguous' if match else 'not found'} under {root}/data")
         if match[0] not in out:

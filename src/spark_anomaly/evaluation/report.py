@@ -132,11 +132,16 @@ def write_page(
     hp.append("</table>")
     for label, res in rows:
         st = res["standard"]
-        md += [f"## {label}\n", "| series | windows | detected | missed | false detections | raw (standard) | plot |",
-               "|---|---:|---:|---:|---:|---:|---|"]
-        hp += [f"<h2 id='{html.escape(label)}'>{html.escape(label)}</h2>",
-               "<table><tr><th>series</th><th>windows</th><th>detected</th><th>missed</th>"
-               "<th>false detections</th><th>raw (standard)</th></tr>"]
+        md += [
+            f"## {label}\n",
+            "| series | windows | detected | missed | false detections | raw (standard) | plot |",
+            "|---|---:|---:|---:|---:|---:|---|",
+        ]
+        hp += [
+            f"<h2 id='{html.escape(label)}'>{html.escape(label)}</h2>",
+            "<table><tr><th>series</th><th>windows</th><th>detected</th><th>missed</th>"
+            "<th>false detections</th><th>raw (standard)</th></tr>",
+        ]
         for p in st.per_series:
             img = images.get(label, {}).get(p.key)
             rel = img.relative_to(out).as_posix() if img else ""
@@ -151,7 +156,9 @@ def write_page(
         for p in st.per_series:
             img = images.get(label, {}).get(p.key)
             if img:
-                hp.append(f"<h3>{html.escape(p.key)}</h3><img loading='lazy' src='{html.escape(img.relative_to(out).as_posix())}'>")
+                hp.append(
+                    f"<h3>{html.escape(p.key)}</h3><img loading='lazy' src='{html.escape(img.relative_to(out).as_posix())}'>"
+                )
         md.append("")
     md_path, html_path = out / "report.md", out / "report.html"
     md_path.write_text("\n".join(md) + "\n")

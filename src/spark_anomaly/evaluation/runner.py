@@ -61,7 +61,9 @@ def replay(spec: DetectorSpec, series: LabelledSeries) -> Replay:
     detector = spec.build(prior_from_probation(series.values))
     out = detector.process(series.values, series.ts_ms)
     if len(out) != len(series):
-        raise RuntimeError(f"{spec.label} returned {len(out)} rows for {len(series)} readings of {series.key}")
+        raise RuntimeError(
+            f"{spec.label} returned {len(out)} rows for {len(series)} readings of {series.key}"
+        )
     return Replay(
         key=series.key,
         anomaly_score=to_anomaly_score(out["score"]),
@@ -88,7 +90,11 @@ def _progress_printer(total: int) -> Callable[[str, str, Replay | str], None]:
         state["done"] += 1
         what = f"{result.seconds:6.1f}s" if isinstance(result, Replay) else "FAILED"
         elapsed = time.perf_counter() - state["t0"]
-        print(f"[{state['done']:>4}/{total}] {elapsed:7.1f}s  {label:<24} {key:<60} {what}", file=sys.stderr, flush=True)
+        print(
+            f"[{state['done']:>4}/{total}] {elapsed:7.1f}s  {label:<24} {key:<60} {what}",
+            file=sys.stderr,
+            flush=True,
+        )
 
     return report
 

@@ -1,0 +1,92 @@
+"""ensemble: several detectors on the same series, their scores combined into one.
+
+Members are any registered detectors (usually ``calibrated`` ones, so their scores mean the same
+tail probability). Per reading: score = max, mean, or the ``weights``-weighted mean of the member
+scores; is_anomaly = score >= threshold; the band is the first member's that has one; the reason
+names the member that scored highest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from ._composite import build_member, frame, member_spec
+from .base import Detector, SeriesPrior, Verdict
+
+_COMBINE = ("max", "mean")
+
+
+@dataclass(frozen=True)
+class EnsembleConfig:
+    members: list[Any] = field(default_factory=list)  # [{detector: name, params: {...}}, ...]
+    combine: str = "max"
+    weights: list[float] | None = None  # for combine = mean; default equal
+    threshold: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not self.members:
+            raise ValueError("ensemble: needs at least one member")
+        for m in self.members:
+            member_spec(m, "ensemble")
+        if self.combine not in _COMBINE:
+            raise ValueError(f"ensemble.combine must be one of {', '.join(_COMBINE)}, got {self.combine!r}")
+        if self.weights is not None and (
+            len(self.weights) != len(self.members)
+            or any(w < 0 for w in self.weights)
+            or sum(self.weights) <= 0
+        ):
+            raise ValueError("ensemble.weights: one non-negative weight per member, not all zero")
+
+
+class EnsembleDetector(Detector):
+    name: ClassVar[str] = "ensemble"
+    config_cls: ClassVar[type] = EnsembleConfig
+
+    def __init__(self, config: EnsembleConfig | None = None, prior: SeriesPrior | None = None) -> None:
+        if config is None:
+            raise ValueError("ensemble: configure its members")
+        self.config = config
+        self.members = [build_member(m, prior, f"ensemble member {i}") for i, m in enumerate(config.members)]
+        w = np.asarray(
+            config.weights if config.weights is not None else [1.0] * len(self.members), dtype=float
+        )
+        self._w = w / w.sum()
+
+    def _combine(self, verdicts: list[Verdict]) -> Verdict:
+        scores = np.array([v.score for v in verdicts], dtype=float)
+        scores = np.nan_to_num(scores, nan=0.0)
+        probs = np.nan_to_num(np.array([v.probability for v in verdicts], dtype=float), nan=0.0)
+        if self.config.combine == "max":
+            score, prob = float(scores.max()), float(probs.max())
+        else:
+            score, prob = float(self._w @ scores), float(self._w @ probs)
+        top = int(scores.argmax())
+        lower = upper = float("nan")
+        for v in verdicts:
+            if np.isfinite(v.lower) and np.isfinite(v.upper):
+                lower, upper = v.lower, v.upper
+                break
+        reason = f"member {top} ({self.members[top].name}): {verdicts[top].reason}"
+        return Verdict(lower, upper, score, prob, score >= self.config.threshold, reason)
+
+    def process_one(self, x: float, ts: int) -> Verdict:
+        return self._combine([m.process_one(x, ts) for m in self.members])
+
+    def process(self, values: np.ndarray, ts: np.ndarray) -> pd.DataFrame:
+        outs = [m.process(values, ts) for m in self.members]
+        rows = zip(*(o.itertuples(index=False, name=None) for o in outs), strict=True)
+        return frame([self._combine([Verdict(*v) for v in vs]) for vs in rows])
+
+    def get_state(self) -> dict[str, Any]:
+        return {"members": [m.get_state() for m in self.members]}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        states = state["members"]
+        if len(states) != len(self.members):
+            raise ValueError(f"ensemble: state has {len(states)} members, config {len(self.members)}")
+        for m, s in zip(self.members, states, strict=True):
+            m.set_state(s)

@@ -1,0 +1,81 @@
+"""suppression: one alarm, then silence for a while (per series).
+
+Wraps any registered detector. When its score reaches ``threshold`` an alarm is raised; for the
+next ``rows`` readings and/or ``ms`` milliseconds of event time (whichever are configured, both
+must have passed) later scores are reported as 0 with reason "suppressed". NAB rewards only the
+earliest detection in a window and charges for every further one, and operators want one page
+per incident, not one per reading.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from ._composite import build_member, frame, member_spec
+from .base import Detector, SeriesPrior, Verdict
+
+
+@dataclass(frozen=True)
+class SuppressionConfig:
+    detector: str = "calibrated"
+    params: dict[str, Any] = field(default_factory=dict)
+    threshold: float = 0.5
+    rows: int = 0  # readings to stay silent after an alarm
+    ms: int = 0  # event time to stay silent after an alarm
+
+    def __post_init__(self) -> None:
+        member_spec({"detector": self.detector, "params": self.params}, "suppression")
+        if self.rows < 0 or self.ms < 0:
+            raise ValueError("suppression: rows and ms must be >= 0")
+
+
+class SuppressionDetector(Detector):
+    name: ClassVar[str] = "suppression"
+    config_cls: ClassVar[type] = SuppressionConfig
+
+    def __init__(self, config: SuppressionConfig | None = None, prior: SeriesPrior | None = None) -> None:
+        self.config = config or SuppressionConfig()
+        self.inner = build_member(
+            {"detector": self.config.detector, "params": self.config.params}, prior, "suppression"
+        )
+        self._since = -1  # readings since the last alarm; -1 = no alarm yet
+        self._alarm_ts: int | None = None
+
+    def _step(self, v: Verdict, ts: int) -> Verdict:
+        c = self.config
+        if self._since >= 0:
+            self._since += 1
+            quiet = self._since <= c.rows or (
+                c.ms > 0 and self._alarm_ts is not None and ts - self._alarm_ts < c.ms
+            )
+            if quiet:
+                return Verdict(v.lower, v.upper, 0.0, v.probability, False, f"suppressed ({v.reason})")
+        if v.score >= c.threshold:
+            self._since, self._alarm_ts = 0, int(ts)
+            return Verdict(v.lower, v.upper, v.score, v.probability, True, v.reason)
+        return Verdict(v.lower, v.upper, v.score, v.probability, False, v.reason)
+
+    def process_one(self, x: float, ts: int) -> Verdict:
+        return self._step(self.inner.process_one(x, ts), int(ts))
+
+    def process(self, values: np.ndarray, ts: np.ndarray) -> pd.DataFrame:
+        out = self.inner.process(values, ts)
+        tss = np.asarray(ts).astype(np.int64).tolist()
+        return frame(
+            [
+                self._step(Verdict(*v), t)
+                for v, t in zip(out.itertuples(index=False, name=None), tss, strict=True)
+            ]
+        )
+
+    def get_state(self) -> dict[str, Any]:
+        return {"inner": self.inner.get_state(), "since": self._since, "alarm_ts": self._alarm_ts}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.inner.set_state(state["inner"])
+        self._since = int(state["since"])
+        self._alarm_ts = None if state["alarm_ts"] is None else int(state["alarm_ts"])

@@ -1,0 +1,57 @@
+import pytest
+
+from spark_anomaly.config import ConfigError, load_config
+
+
+def test_default_local_config_loads_with_local_spark():
+    cfg = load_config()
+    assert cfg.spark.master == "local[2]"
+    assert cfg.spark.shuffle_partitions == 2
+    assert cfg.detect.detectors[0].name == "zscore"
+    assert cfg.path("var/x").endswith("/var/x") and cfg.path("s3a://b/k") == "s3a://b/k"
+
+
+def test_overrides_are_typed():
+    cfg = load_config(overrides=["kafka.max_offsets_per_trigger=1000", "input.measures=[temp]", "detect.output=anomalies"])
+    assert cfg.kafka.max_offsets_per_trigger == 1000
+    assert cfg.input.measures == ["temp"]
+    assert cfg.detect.output == "anomalies"
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("kafka.topik=x", r"unknown key\(s\) topik"),
+        ("kafka.max_offsets_per_trigger=lots", "kafka.max_offsets_per_trigger must be an integer"),
+        ("detect.output=some", "detect.output must be 'all' or 'anomalies'"),
+        ("train.mode=sometimes", "train.mode must be full or incremental"),
+        ("kafka.fail_on_data_loss=maybe", "must be true or false"),
+        ("detect.aggregation.function=median", "detect.aggregation.function must be one of"),
+    ],
+)
+def test_bad_values_name_the_key(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(overrides=[override])
+
+
+def test_secrets_come_from_env_and_are_redacted(monkeypatch):
+    monkeypatch.setenv("KAFKA_JAAS", "org.apache.kafka.common.security.plain.PlainLoginModule required password='s3cr3t';")
+    cfg = load_config(overrides=["kafka.options={kafka.sasl.jaas.config: '${KAFKA_JAAS}', kafka.security.protocol: SASL_SSL}"])
+    assert "s3cr3t" in cfg.kafka.options["kafka.sasl.jaas.config"]
+    red = cfg.redacted()
+    assert red["kafka"]["options"]["kafka.sasl.jaas.config"] == "***"
+    assert red["kafka"]["options"]["kafka.security.protocol"] == "SASL_SSL"
+    assert "s3cr3t" not in repr(red)
+
+
+def test_missing_env_var_is_a_clear_error(monkeypatch):
+    monkeypatch.delenv("NOPE_NOT_SET", raising=False)
+    with pytest.raises(ConfigError, match="NOPE_NOT_SET is not set"):
+        load_config(overrides=["kafka.options={kafka.sasl.jaas.config: '${NOPE_NOT_SET}'}"])
+
+
+def test_cluster_example_loads():
+    from spark_anomaly.config import REPO_ROOT
+
+    cfg = load_config(REPO_ROOT / "conf" / "cluster.example.yaml")
+    assert cfg.spark.master is None and cfg.spark.packages
