@@ -41,3 +41,11 @@ kafka-stop:
 
 clean:
 	rm -rf var/delta var/checkpoints var/model var/history var/demo reports
+
+# Throughput benchmarks (docs/benchmarks-perf.md) against a broker of their own on port 29092,
+# stopped again however the run ends. bench-quick: 1M events (~5 min); bench: 5M events.
+BENCH_KAFKA = KAFKA_PORT=29092 KAFKA_HOME_DIR=var/kafka-bench
+bench bench-quick: setup
+	@trap '$(BENCH_KAFKA) scripts/kafka.sh stop' EXIT; \
+	  $(BENCH_KAFKA) KAFKA_WIPE=1 scripts/kafka.sh start && \
+	  $(PY) scripts/bench.py $(if $(filter bench-quick,$@),--quick) --bootstrap 127.0.0.1:29092 $(BENCH_ARGS)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import math
+from statistics import NormalDist
 
 import numpy as np
-from statistics import NormalDist
 
 _STD = NormalDist()
 
