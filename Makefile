@@ -49,3 +49,11 @@ bench bench-quick: setup
 	@trap '$(BENCH_KAFKA) scripts/kafka.sh stop' EXIT; \
 	  $(BENCH_KAFKA) KAFKA_WIPE=1 scripts/kafka.sh start && \
 	  $(PY) scripts/bench.py $(if $(filter bench-quick,$@),--quick) --bootstrap 127.0.0.1:29092 $(BENCH_ARGS)
+
+# Detection quality on the NAB layout (default: the development split beside this repo).
+NAB_DATA ?= ../shared/nab
+EVAL_OUT ?= var/evaluate
+EVAL_DETECTORS = zscore zscore-best normal normal-best ema ema-best robust robust-best kmeans kmeans-best cad cad-best ensemble-cad-normal ensemble-zscore-normal recommended
+evaluate: setup
+	$(PY) jobs/evaluate.py --data $(NAB_DATA) --out $(EVAL_OUT)/benchmark --oos \
+	  $(addprefix --detector ,$(EVAL_DETECTORS)) --thresholds-out $(EVAL_OUT)/benchmark/thresholds-all.json

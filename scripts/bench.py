@@ -32,9 +32,22 @@ def main() -> int:
     p.add_argument("--bootstrap", default="127.0.0.1:29092")
     p.add_argument("--work", default="var/bench")
     p.add_argument("--out", default="docs/benchmarks-perf.md")
-    p.add_argument("--only", default="", help="comma list of: pandas,noop,zscore,zscore-anomalies,stateful,plain (train always runs)")
+    p.add_argument(
+        "--only",
+        default="",
+        help="comma list of: pandas,noop,zscore,zscore-anomalies,stateful,plain (train always runs)",
+    )
     p.add_argument("--set", "-s", action="append", default=[], help="extra config override KEY=VALUE")
+    p.add_argument(
+        "--render-from", metavar="RESULTS_JSON", help="only re-render the markdown from a results.json"
+    )
     a = p.parse_args()
+    if a.render_from:
+        import json
+
+        data = json.loads(Path(a.render_from).read_text())
+        (ROOT / a.out).write_text(B.render(data["meta"], data["results"]))
+        return 0
     logging.basicConfig(level=logging.WARNING)
     # pandas FutureWarnings from pyspark's own serializer would flood the log (workers inherit this)
     os.environ.setdefault("PYTHONWARNINGS", "ignore::FutureWarning")
@@ -45,15 +58,32 @@ def main() -> int:
     t_all = time.perf_counter()
 
     def cfg_for(run: str, topic: str):
-        return load_config(None, [
-            f"kafka.bootstrap_servers={a.bootstrap}", f"kafka.topic={topic}", "kafka.starting_offsets=earliest",
-            f"model.table={work}/model", f"model.json_dir={work}/model-json",
-            f"train.source_path={work}/history", "train.source_format=json",
-            f"detect.checkpoint={work}/{run}/ckpt", f"detect.sink_table={work}/{run}/scored",
-            f"detect.dead_letter_table={work}/{run}/dead", "detect.trigger_seconds=0", *a.set,
-        ])
+        return load_config(
+            None,
+            [
+                f"kafka.bootstrap_servers={a.bootstrap}",
+                f"kafka.topic={topic}",
+                "kafka.starting_offsets=earliest",
+                f"model.table={work}/model",
+                f"model.json_dir={work}/model-json",
+                f"train.source_path={work}/history",
+                "train.source_format=json",
+                f"detect.checkpoint={work}/{run}/ckpt",
+                f"detect.sink_table={work}/{run}/scored",
+                f"detect.dead_letter_table={work}/{run}/dead",
+                "detect.trigger_seconds=0",
+                *a.set,
+            ],
+        )
 
-    for sub in ("zscore", "zscore-anomalies", "noop", *[f"stateful-{d}" for d in B.STATEFUL], "model", "model-json"):
+    for sub in (
+        "zscore",
+        "zscore-anomalies",
+        "noop",
+        *[f"stateful-{d}" for d in B.STATEFUL],
+        "model",
+        "model-json",
+    ):
         shutil.rmtree(work / sub, ignore_errors=True)
     print("producing data ...", flush=True)
     prod_main = B.produce(a.bootstrap, "bench-main", sizes["events"], str(work / "history"))
@@ -62,95 +92,85 @@ def main() -> int:
 
     cfg = cfg_for("zscore", "bench-main")
     spark = build_spark(cfg, "spark-anomaly-bench")
-    rows: list[dict] = []
     res: dict[str, B.Result] = {}
+    machine = B.machine_info(ROOT)
+
+    def save(final: bool = False) -> None:
+        """Write results.json and the markdown after every measurement, so a cut run keeps its figures."""
+        meta = {
+            "command": "make bench-quick" if a.quick else "make bench",
+            "mode": "quick" if a.quick else "full",
+            "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "total_s": time.perf_counter() - t_all,
+            "complete": final,
+            "machine": machine,
+            "max_offsets_per_trigger": cfg.kafka.max_offsets_per_trigger,
+            "produce": {"main": prod_main, "stateful": prod_st},
+        }
+        results = {k: v.as_dict() for k, v in res.items()}
+        B.write_json(work / "results.json", {"meta": meta, "results": results})
+        (ROOT / a.out).write_text(B.render(meta, results))
+        if final:
+            print(f"wrote {ROOT / a.out} in {meta['total_s']:.0f} s", flush=True)
 
     # -- training (its model is the one the zscore path joins with: 10k series x 2 metrics)
     r, tr = B.run_train(spark, cfg)
     res["train"] = r
     print("train", r.as_dict(), flush=True)
+    save()
     if want("pandas"):
         files = sorted(str(f) for f in (work / "history").glob("readings-*.jsonl"))
         res["pandas"] = B.pandas_train(files)
         print("pandas", res["pandas"].as_dict(), flush=True)
+        save()
 
     # -- detect catch-up
     if want("noop"):
         c = cfg_for("noop", "bench-main")
-        res["noop"] = B.timed_stream("read + parse → noop sink (ceiling)", sizes["events"],
-                                     lambda: B.run_noop(spark, c))
+        res["noop"] = B.timed_stream(
+            "read + parse → noop sink (ceiling)", sizes["events"], lambda: B.run_noop(spark, c)
+        )
         print("noop", res["noop"].as_dict(), flush=True)
+        save()
     if want("zscore"):
         c = cfg_for("zscore", "bench-main")
-        res["zscore"] = B.timed_stream("detect zscore → Delta (+dead-letter check)", sizes["events"],
-                                       lambda: B.run_detect_zscore(spark, c))
+        res["zscore"] = B.timed_stream(
+            "detect zscore → Delta (+dead-letter check)",
+            sizes["events"],
+            lambda: B.run_detect_zscore(spark, c),
+        )
         print("zscore", res["zscore"].as_dict(), flush=True)
+        save()
     if want("zscore-anomalies"):
         # the same job with detect.output=anomalies: isolates the cost of writing every scored row
         c = cfg_for("zscore-anomalies", "bench-main")
         c.detect.output = "anomalies"
-        res["zscore-anomalies"] = B.timed_stream("detect zscore, output=anomalies → Delta", sizes["events"],
-                                                 lambda: B.run_detect_zscore(spark, c))
+        res["zscore-anomalies"] = B.timed_stream(
+            "detect zscore, output=anomalies → Delta", sizes["events"], lambda: B.run_detect_zscore(spark, c)
+        )
         print("zscore-anomalies", res["zscore-anomalies"].as_dict(), flush=True)
-    if want("stateful"):
-        for d in B.STATEFUL:
-            c = cfg_for(f"stateful-{d}", "bench-stateful")
-            res[d] = B.timed_stream(f"detect stateful {d} → Delta", sizes["stateful_events"],
-                                    lambda c=c, d=d: B.run_stateful(spark, c, d))
-            print(d, res[d].as_dict(), flush=True)
-
+        save()
     # -- plain single-process alternative
     if want("plain"):
         model = B.model_arrays(spark, cfg.path(cfg.model.table))
         res["plain"] = B.plain_zscore(a.bootstrap, "bench-main", model)
         print("plain", res["plain"].as_dict(), flush=True)
+        save()
+    if want("stateful"):
+        for d in B.STATEFUL:
+            c = cfg_for(f"stateful-{d}", "bench-stateful")
+            res[d] = B.timed_stream(
+                f"detect stateful {d} → Delta",
+                sizes["stateful_events"],
+                lambda c=c, d=d: B.run_stateful(spark, c, d),
+                stop_after_input=True,
+            )
+            print(d, res[d].as_dict(), flush=True)
+            save()
+
     spark.stop()
 
-    def ratio(x: B.Result | None, ref: B.Result | None, use_median: bool = False) -> float | None:
-        if x is None or ref is None:
-            return None
-        xa = x.median_rps if use_median and x.median_rps else x.wall_rps
-        ra = ref.median_rps if use_median and ref.median_rps else ref.wall_rps
-        return xa / ra if ra else None
-
-    def add(key: str, ref_key: str | None, ref_text: str, use_median: bool = False) -> None:
-        if key not in res:
-            return
-        d = res[key].as_dict()
-        d["ref_text"] = ref_text
-        d["ratio"] = ratio(res[key], res.get(ref_key), use_median) if ref_key else None
-        rows.append(d)
-
-    add("noop", None, "–")
-    add("zscore", "noop", "noop ceiling (median batch)", use_median=True)
-    add("zscore-anomalies", "zscore", "zscore path, output=all (median batch)", use_median=True)
-    add("plain", "zscore", "Spark zscore path (wall)")
-    for d in B.STATEFUL:
-        add(d, "zscore", "zscore path (median batch)", use_median=True)
-    add("train", "pandas", "pandas 1 process (wall)")
-    add("pandas", None, "–")
-
-    total = time.perf_counter() - t_all
-    meta = {
-        "command": "make bench-quick" if a.quick else "make bench",
-        "mode": "quick" if a.quick else "full",
-        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "total_s": total,
-        "machine": B.machine_info(ROOT),
-        "max_offsets_per_trigger": cfg.kafka.max_offsets_per_trigger,
-        "produce": {"main": prod_main, "stateful": prod_st},
-    }
-    notes = [
-        f"Producing the data (loadgen → Kafka + JSON files, one Python process): "
-        f"{prod_main['records']:,} records at {prod_main['records_per_s']:,}/s.",
-    ]
-    for key, r in res.items():
-        if r.extra:
-            notes.append(f"- `{key}` details: {r.extra}")
-    B.write_json(work / "results.json", {"meta": meta, "rows": rows, "results": {k: v.as_dict() for k, v in res.items()}})
-    out = ROOT / a.out
-    out.write_text(B.render(meta, rows, notes))
-    print(f"wrote {out} in {total:.0f} s", flush=True)
+    save(final=True)
     return 0
 
 

@@ -10,7 +10,7 @@
 #
 # The broker is stopped at the end (also on failure or Ctrl-C) only if this script started it.
 # Environment (optional): DEMO_SENSORS (20), DEMO_HISTORY_HOURS (48), DEMO_RATE (1000 records/s),
-# DEMO_SECONDS (60), DEMO_ANOMALY_RATE (0.0004), DEMO_BAD_RATE (0.001), KAFKA_PORT (9092).
+# DEMO_SECONDS (45), DEMO_ANOMALY_RATE (0.0005), DEMO_BAD_RATE (0.001), KAFKA_PORT (9092).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,8 +24,8 @@ TOPIC=$($PY -c "import sys; sys.path.insert(0, 'src'); from spark_anomaly.config
 SENSORS=${DEMO_SENSORS:-20}
 HOURS=${DEMO_HISTORY_HOURS:-48}
 RATE=${DEMO_RATE:-1000}
-LIVE_SECONDS=${DEMO_SECONDS:-60}
-ANOMALY_RATE=${DEMO_ANOMALY_RATE:-0.0004}
+LIVE_SECONDS=${DEMO_SECONDS:-45}
+ANOMALY_RATE=${DEMO_ANOMALY_RATE:-0.0005}
 BAD_RATE=${DEMO_BAD_RATE:-0.001}
 STEP_MS=60000    # live traffic continues the history's event-time grid (same sensors, same seed)
 SEED=42

@@ -24,6 +24,7 @@ import json
 import os
 import sys
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,13 +78,17 @@ def alarm_events(scored: pd.DataFrame) -> pd.DataFrame:
     prev_flag = flag.shift(fill_value=False).astype(bool) & same_series
     start = flag & ~prev_flag
     df["event"] = start.cumsum()
-    ev = df[flag].groupby("event").agg(
-        detector=("detector", "first"),
-        sensor_id=("sensor_id", "first"),
-        metric=("metric", "first"),
-        first_ts=("ts", "min"),
-        last_ts=("ts", "max"),
-        readings=("ts", "size"),
+    ev = (
+        df[flag]
+        .groupby("event")
+        .agg(
+            detector=("detector", "first"),
+            sensor_id=("sensor_id", "first"),
+            metric=("metric", "first"),
+            first_ts=("ts", "min"),
+            last_ts=("ts", "max"),
+            readings=("ts", "size"),
+        )
     )
     return ev.reset_index(drop=True)[cols]
 
@@ -150,13 +155,14 @@ def dead_letter_summary(dead: pd.DataFrame, truth: pd.DataFrame) -> tuple[pd.Dat
     mal = truth[truth["kind"] == "malformed"]
     reasons = dead["reason"].fillna("?").str.split(":", n=1).str[0] if len(dead) else pd.Series([], dtype=str)
     by_reason = reasons.value_counts().rename_axis("reason").reset_index(name="dead_letters")
-    payloads = set(mal["payload"].dropna()) if len(mal) else set()
-    raws = set(dead["raw"].dropna()) if len(dead) else set()
+    # multisets: the generator can repeat a payload (e.g. "null"), each copy is one record
+    payloads = Counter(mal["payload"].dropna()) if len(mal) else Counter()
+    raws = Counter(dead["raw"].dropna()) if len(dead) else Counter()
     stats = {
         "malformed_injected": len(mal),
         "dead_letters": len(dead),
-        "injected_found": len(payloads & raws),
-        "dead_not_injected": len(raws - payloads),
+        "injected_found": (payloads & raws).total(),
+        "dead_not_injected": (raws - payloads).total(),
         "injected_by_reason": mal["reason"].value_counts().to_dict() if len(mal) else {},
     }
     return by_reason, stats
@@ -165,16 +171,22 @@ def dead_letter_summary(dead: pd.DataFrame, truth: pd.DataFrame) -> tuple[pd.Dat
 def format_report(results: dict[str, DetectorResult], tolerance_ms: int) -> str:
     lines = []
     for det, r in results.items():
-        lines.append(f"== detector {det}: {r.readings} readings scored, {r.flagged_readings} flagged "
-                     f"({r.flagged_in_spans} inside injected spans)")
+        lines.append(
+            f"== detector {det}: {r.readings} readings scored, {r.flagged_readings} flagged "
+            f"({r.flagged_in_spans} inside injected spans)"
+        )
         t = r.by_kind.copy()
         t["recall"] = t["recall"].map(lambda v: "-" if pd.isna(v) else f"{v:.2f}")
         lines.append(t.to_string())
         p = "-" if pd.isna(r.precision) else f"{r.precision:.2f}"
-        lines.append(f"   alarms (runs of consecutive flags): {r.alarms}, overlapping an injected span: "
-                     f"{r.true_alarms}  -> precision {p}")
+        lines.append(
+            f"   alarms (runs of consecutive flags): {r.alarms}, overlapping an injected span: "
+            f"{r.true_alarms}  -> precision {p}"
+        )
         lines.append("")
-    lines.append(f"(detected = >=1 flagged reading of the series within [start_ts, end_ts + {tolerance_ms // 1000}s])")
+    lines.append(
+        f"(detected = >=1 flagged reading of the series within [start_ts, end_ts + {tolerance_ms // 1000}s])"
+    )
     return "\n".join(lines)
 
 
@@ -218,17 +230,25 @@ def plot(scored: pd.DataFrame, truth: pd.DataFrame, path: str | os.PathLike, con
             lo, hi = a["start_ts"] - context * step, a["end_ts"] + context * step
             s = s[(s["ts"] >= lo) & (s["ts"] <= hi)]
             t = pd.to_datetime(s["ts"], unit="ms")
-            ax.fill_between(t, s["lower"], s["upper"], color="tab:blue", alpha=0.15, step="mid",
-                            label="band", linewidth=0)
+            ax.fill_between(
+                t, s["lower"], s["upper"], color="tab:blue", alpha=0.15, step="mid", label="band", linewidth=0
+            )
             ax.plot(t, s["value"], color="black", linewidth=0.8, label="value")
             f = s[s["is_anomaly"].fillna(False).astype(bool)]
-            ax.scatter(pd.to_datetime(f["ts"], unit="ms"), f["value"], color="red", s=14, zorder=3,
-                       label="flagged")
-            for _, sp in inj[(inj["sensor_id"] == a["sensor_id"]) & (inj["metric"] == a["metric"])].iterrows():
+            ax.scatter(
+                pd.to_datetime(f["ts"], unit="ms"), f["value"], color="red", s=14, zorder=3, label="flagged"
+            )
+            for _, sp in inj[
+                (inj["sensor_id"] == a["sensor_id"]) & (inj["metric"] == a["metric"])
+            ].iterrows():
                 if sp["end_ts"] >= lo and sp["start_ts"] <= hi:
-                    ax.axvspan(pd.to_datetime(sp["start_ts"] - step / 2, unit="ms"),
-                               pd.to_datetime(sp["end_ts"] + step / 2, unit="ms"),
-                               color="orange", alpha=0.3, label=f"injected {sp['kind']}")
+                    ax.axvspan(
+                        pd.to_datetime(sp["start_ts"] - step / 2, unit="ms"),
+                        pd.to_datetime(sp["end_ts"] + step / 2, unit="ms"),
+                        color="orange",
+                        alpha=0.3,
+                        label=f"injected {sp['kind']}",
+                    )
             vals = s["value"].dropna()
             if len(vals):  # keep a wide warm-up band from flattening the plot
                 pad = (vals.max() - vals.min()) * 0.5 or 1.0
@@ -278,7 +298,9 @@ def wait_caught_up(cfg, timeout_s: float) -> bool:
             print(f"demo_report: detect caught up with {sum(end.values())} records", flush=True)
             return True
         if time.monotonic() >= deadline:
-            print(f"demo_report: gave up waiting after {timeout_s:.0f}s; records behind: {behind}", flush=True)
+            print(
+                f"demo_report: gave up waiting after {timeout_s:.0f}s; records behind: {behind}", flush=True
+            )
             return False
         time.sleep(2)
 
@@ -289,7 +311,8 @@ def read_tables(cfg) -> tuple[pd.DataFrame, pd.DataFrame]:
     spark = build_spark(cfg, "spark-anomaly-demo-report")
     spark.conf.set("spark.sql.execution.arrow.pyspark.enabled", "true")
     scored = (
-        spark.read.format("delta").load(cfg.path(cfg.detect.sink_table))
+        spark.read.format("delta")
+        .load(cfg.path(cfg.detect.sink_table))
         .select("detector", "sensor_id", "metric", "ts", "value", "lower", "upper", "is_anomaly")
         .toPandas()
     )
@@ -305,15 +328,22 @@ def read_tables(cfg) -> tuple[pd.DataFrame, pd.DataFrame]:
 def main(argv: Sequence[str] | None = None) -> int:
     from .config import load_config
 
-    p = argparse.ArgumentParser(prog="python -m spark_anomaly.demo_report", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m spark_anomaly.demo_report",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("command", choices=["report", "wait"])
     p.add_argument("--config", "-c", default="conf/demo.yaml")
     p.add_argument("--set", "-s", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--truth", default="var/demo/truth.jsonl")
     p.add_argument("--chart", default="var/demo/chart.png")
-    p.add_argument("--tolerance-s", type=float, default=300.0,
-                   help="event-time seconds after an anomaly's end still counted as detecting it")
+    p.add_argument(
+        "--tolerance-s",
+        type=float,
+        default=300.0,
+        help="event-time seconds after an anomaly's end still counted as detecting it",
+    )
     p.add_argument("--timeout", type=float, default=120.0, help="wait: seconds before giving up")
     a = p.parse_args(argv)
     cfg = load_config(a.config, a.set)
@@ -328,14 +358,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(format_report(results, tol))
     by_reason, st = dead_letter_summary(dead, truth)
     print()
-    print(f"== dead letters: {st['dead_letters']} in the table; malformed records injected: "
-          f"{st['malformed_injected']} ({st['injected_found']} found in the table, "
-          f"{st['dead_not_injected']} dead letters not injected)")
+    print(
+        f"== dead letters: {st['dead_letters']} in the table; malformed records injected: "
+        f"{st['malformed_injected']} ({st['injected_found']} found in the table, "
+        f"{st['dead_not_injected']} dead letters not injected)"
+    )
     if len(by_reason):
         print(by_reason.to_string(index=False))
     if st["injected_by_reason"]:
-        print("   injected by generator reason: "
-              + ", ".join(f"{k} {v}" for k, v in sorted(st["injected_by_reason"].items())))
+        print(
+            "   injected by generator reason: "
+            + ", ".join(f"{k} {v}" for k, v in sorted(st["injected_by_reason"].items()))
+        )
     chart = plot(scored, truth, a.chart)
     print()
     summary = ", ".join(f"{d} recall {r.recall:.2f} precision {r.precision:.2f}" for d, r in results.items())

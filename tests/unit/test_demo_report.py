@@ -28,12 +28,25 @@ def _truth() -> pd.DataFrame:
     return pd.DataFrame(
         [
             # detected: flagged reading 6 is inside [5, 7]
-            {"kind": "level_shift", "sensor_id": "a", "metric": "temp", "start_ts": 5 * STEP, "end_ts": 7 * STEP},
+            {
+                "kind": "level_shift",
+                "sensor_id": "a",
+                "metric": "temp",
+                "start_ts": 5 * STEP,
+                "end_ts": 7 * STEP,
+            },
             # missed: nothing flagged on (b, hum) in [10, 10]
             {"kind": "spike", "sensor_id": "b", "metric": "hum", "start_ts": 10 * STEP, "end_ts": 10 * STEP},
             # malformed records are not anomalies of a series
-            {"kind": "malformed", "sensor_id": "a", "metric": None, "start_ts": 3 * STEP, "end_ts": 3 * STEP,
-             "reason": "nan_token", "payload": '{"id":"a","ts":1,"temp":NaN,"hum":1}'},
+            {
+                "kind": "malformed",
+                "sensor_id": "a",
+                "metric": None,
+                "start_ts": 3 * STEP,
+                "end_ts": 3 * STEP,
+                "reason": "nan_token",
+                "payload": '{"id":"a","ts":1,"temp":NaN,"hum":1}',
+            },
         ]
     )
 
@@ -89,9 +102,18 @@ def test_alarm_events_merge_consecutive_flags_per_series():
 
 def test_dead_letter_summary_matches_payloads():
     dead = pd.DataFrame(
-        {"raw": ['{"id":"a","ts":1,"temp":NaN,"hum":1}', "garbage"], "reason": ["field temp is not a number: NaN",
-                                                                          "not a JSON object"]}
+        {
+            "raw": ['{"id":"a","ts":1,"temp":NaN,"hum":1}', "garbage"],
+            "reason": ["field temp is not a number: NaN", "not a JSON object"],
+        }
     )
     by_reason, st = dead_letter_summary(dead, _truth())
     assert st["malformed_injected"] == 1 and st["injected_found"] == 1 and st["dead_not_injected"] == 1
     assert sorted(by_reason["reason"]) == ["field temp is not a number", "not a JSON object"]
+
+
+def test_dead_letter_summary_counts_repeated_payloads_once_each():
+    truth = pd.DataFrame([{"kind": "malformed", "payload": "null", "reason": "not_object"}] * 2)
+    dead = pd.DataFrame({"raw": ["null", "null"], "reason": ["not a JSON object"] * 2})
+    _, st = dead_letter_summary(dead, truth)
+    assert (st["injected_found"], st["dead_not_injected"]) == (2, 0)
