@@ -7,7 +7,7 @@ export PYTHONUNBUFFERED := 1
 TEST_KAFKA_PORT ?= 19092
 TEST_KAFKA_HOME ?= var/kafka-test
 
-.PHONY: setup demo test unit integration lint format evaluate bench bench-quick kafka-start kafka-stop clean
+.PHONY: dist setup demo test unit integration lint format evaluate bench bench-quick kafka-start kafka-stop clean
 
 setup:
 	@scripts/setup.sh
@@ -57,3 +57,7 @@ EVAL_DETECTORS = zscore zscore-best normal normal-best ema ema-best robust robus
 evaluate: setup
 	$(PY) jobs/evaluate.py --data $(NAB_DATA) --out $(EVAL_OUT)/benchmark --oos \
 	  $(addprefix --detector ,$(EVAL_DETECTORS)) --thresholds-out $(EVAL_OUT)/benchmark/thresholds-all.json
+
+# A wheel to ship with spark-submit --py-files on a cluster.
+dist: setup
+	rm -rf dist && .venv/bin/pip wheel -q --no-deps -w dist .

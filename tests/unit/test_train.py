@@ -56,7 +56,8 @@ def test_full_train_matches_numpy_and_exports_seed_json(spark, tmp_path):
     assert s.first_ts == 1_000 and s.last_ts == 598_000
     files = os.listdir(tmp_path / "a" / "json")
     assert files == [f"sensors-m2-{res.version}.json"]  # no temp dir, no partial file left behind
-    lines = [json.loads(x) for x in open(tmp_path / "a" / "json" / files[0])]
+    with open(tmp_path / "a" / "json" / files[0]) as fh:
+        lines = [json.loads(x) for x in fh]
     assert len(lines) == 6
     rec = next(x for x in lines if x["id"] == "s1" and x["metric"] == "temp")
     assert rec["m2"]["n"] == s.n and rec["m2"]["mean"] == pytest.approx(s.mean)

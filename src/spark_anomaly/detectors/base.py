@@ -73,7 +73,7 @@ class Detector(ABC):
         Subclasses override this with a faster loop when they can; the numbers must match
         ``process_one`` exactly.
         """
-        rows = [self.process_one(float(x), int(t)) for x, t in zip(values, ts)]
+        rows = [self.process_one(float(x), int(t)) for x, t in zip(values, ts, strict=True)]
         if not rows:
             return empty_results(0)
         return pd.DataFrame.from_records(rows, columns=RESULT_COLUMNS)

@@ -141,6 +141,8 @@ class CadDetector(Detector):
     """CAD OSE for one series. ``score`` is the reported CAD score, ``probability`` the raw one."""
 
     name: ClassVar[str] = "cad"
+
+    uses_prior: ClassVar[bool] = True  # the stream joins the trained model in for it (SeriesPrior)
     config_cls: ClassVar[type] = CadConfig
 
     def __init__(self, config: CadConfig | None = None, prior: SeriesPrior | None = None) -> None:

@@ -72,6 +72,7 @@ class CalibratedConfig:
 
 class CalibratedDetector(Detector):
     name: ClassVar[str] = "calibrated"
+    uses_prior: ClassVar[bool] = True  # the stream joins the trained model in for it (SeriesPrior)
     config_cls: ClassVar[type] = CalibratedConfig
 
     def __init__(self, config: CalibratedConfig | None = None, prior: SeriesPrior | None = None) -> None:

@@ -44,6 +44,7 @@ class EnsembleConfig:
 
 class EnsembleDetector(Detector):
     name: ClassVar[str] = "ensemble"
+    uses_prior: ClassVar[bool] = True  # the stream joins the trained model in for it (SeriesPrior)
     config_cls: ClassVar[type] = EnsembleConfig
 
     def __init__(self, config: EnsembleConfig | None = None, prior: SeriesPrior | None = None) -> None:

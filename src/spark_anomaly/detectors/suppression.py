@@ -35,6 +35,7 @@ class SuppressionConfig:
 
 class SuppressionDetector(Detector):
     name: ClassVar[str] = "suppression"
+    uses_prior: ClassVar[bool] = True  # the stream joins the trained model in for it (SeriesPrior)
     config_cls: ClassVar[type] = SuppressionConfig
 
     def __init__(self, config: SuppressionConfig | None = None, prior: SeriesPrior | None = None) -> None:

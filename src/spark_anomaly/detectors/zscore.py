@@ -93,6 +93,8 @@ class ZScoreDetector(Detector):
     """
 
     name: ClassVar[str] = "zscore"
+
+    uses_prior: ClassVar[bool] = True  # the stream joins the trained model in for it (SeriesPrior)
     config_cls: ClassVar[type] = ZScoreConfig
 
     def __init__(self, config: ZScoreConfig | None = None, prior: SeriesPrior | None = None) -> None:
