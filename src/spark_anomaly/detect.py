@@ -107,6 +107,10 @@ def _intake_batch(spark: SparkSession, cfg: AppConfig, model: LatestModel, zcfg:
 def start(spark: SparkSession, cfg: AppConfig, available_now: bool = False) -> DetectQueries:
     """Start the detect job's streaming queries; the caller awaits or stops them."""
     validate(cfg)
+    if available_now:
+        # A processing-time state timeout makes Spark ask for empty batches forever, so an
+        # availableNow query with stateful detectors would never end; catching up needs none.
+        spark.conf.set("spark.sql.streaming.noDataMicroBatches.enabled", "false")
     specs = cfg.detect.detectors
     z_specs = [s for s in specs if s.name in STATELESS]
     zcfg = registry.make_config("zscore", z_specs[0].params) if z_specs else None
