@@ -64,3 +64,14 @@ def write_history(path: Path, sensors: int, count: int, start_ts: int = 0, temp:
 
 def read_table(spark, path) -> list:
     return spark.read.format("delta").load(str(path)).collect()
+
+
+def run_available_now(spark, cfg: AppConfig, timeout_s: float = 300) -> None:
+    """Run the detect job over what the topic holds, then stop it."""
+    from spark_anomaly import detect
+
+    q = detect.start(spark, cfg, available_now=True)
+    try:
+        q.await_all(timeout_s)
+    finally:
+        q.stop()

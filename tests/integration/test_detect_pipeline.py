@@ -14,7 +14,7 @@ import pytest
 from spark_anomaly import detect, train
 from spark_anomaly.config import REPO_ROOT
 
-from .helpers import config, new_topic, produce, read_table, reading, write_history
+from .helpers import config, new_topic, produce, read_table, reading, run_available_now, write_history
 
 pytestmark = pytest.mark.integration
 
@@ -26,14 +26,6 @@ BAD = {
 }
 
 
-def _run_available_now(spark, cfg) -> None:
-    q = detect.start(spark, cfg, available_now=True)
-    try:
-        q.await_all(300)
-    finally:
-        q.stop()
-
-
 def test_produce_detect_exact_rows_and_dead_letters(spark, kafka_bootstrap, tmp_path):
     topic = new_topic(kafka_bootstrap)
     cfg, _ = config(tmp_path, kafka_bootstrap, topic)
@@ -43,7 +35,7 @@ def test_produce_detect_exact_rows_and_dead_letters(spark, kafka_bootstrap, tmp_
     good.append(("s1", reading("s1", 20_000_000, 35.0, 40.0)))  # a spike: 15 sigma
     good.append(("new", reading("new", 20_000_001, 1.0, 2.0)))  # a series the model lacks
     produce(kafka_bootstrap, topic, good + [(None, b) for b in BAD])
-    _run_available_now(spark, cfg)
+    run_available_now(spark, cfg)
 
     rows = read_table(spark, tmp_path / "scored")
     assert len(rows) == 2 * len(good)
@@ -73,7 +65,11 @@ def test_new_model_version_is_picked_up_mid_stream(spark, kafka_bootstrap, tmp_p
         queries.process_all_available()
     finally:
         queries.stop()
-    temps = sorted((r.ts, r.model_version, r.is_anomaly) for r in read_table(spark, tmp_path / "scored") if r.metric == "temp")
+    temps = sorted(
+        (r.ts, r.model_version, r.is_anomaly)
+        for r in read_table(spark, tmp_path / "scored")
+        if r.metric == "temp"
+    )
     assert len(temps) == 40
     assert all(v == v1 and a for ts, v, a in temps if ts < 2_000_000)  # 10 sigma under v1
     assert all(v == v2 and not a for ts, v, a in temps if ts >= 2_000_000)
@@ -93,9 +89,13 @@ def test_sigkill_mid_run_then_restart_loses_and_duplicates_nothing(spark, kafka_
     train.run(spark, cfg, "full")
     n = 12_000
     produce(kafka_bootstrap, topic, [(f"s{i % 4}", reading(f"s{i % 4}", i, 20.0, 40.0)) for i in range(n)])
-    cmd = [sys.executable, str(REPO_ROOT / "jobs" / "stream_detect.py")] + [a for o in ov for a in ("--set", o)]
+    cmd = [sys.executable, str(REPO_ROOT / "jobs" / "stream_detect.py")] + [
+        a for o in ov for a in ("--set", o)
+    ]
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "src")}
-    proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         deadline = time.monotonic() + 240
         while _sink_count(spark, tmp_path / "scored") == 0:

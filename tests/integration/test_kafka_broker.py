@@ -18,7 +18,6 @@ from spark_anomaly.loadgen import KafkaSink, LoadConfig, generate, validate_reco
 pytestmark = pytest.mark.integration
 
 
-
 @pytest.fixture(scope="module")
 def bootstrap(kafka_bootstrap) -> str:
     return kafka_bootstrap

@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from spark_anomaly import detect, replay
+from spark_anomaly import replay
 from spark_anomaly.config import DetectorSpec
 
-from .helpers import config, new_topic, produce, read_table, reading
+from .helpers import config, new_topic, produce, read_table, reading, run_available_now
 
 pytestmark = pytest.mark.integration
 
@@ -29,28 +29,22 @@ def _records(start: int, count: int) -> list[tuple[str, str]]:
     return out
 
 
-def _run(spark, cfg):
-    q = detect.start(spark, cfg, available_now=True)
-    try:
-        q.await_all(300)
-    finally:
-        q.stop()
-
-
 def test_two_stateful_detectors_tagged_and_equal_to_replay_across_restart(spark, kafka_bootstrap, tmp_path):
     topic = new_topic(kafka_bootstrap)
     cfg, _ = config(tmp_path, kafka_bootstrap, topic, DETECTORS)
     produce(kafka_bootstrap, topic, _records(0, 450))
-    _run(spark, cfg)  # first run: state is built and checkpointed
+    run_available_now(spark, cfg)  # first run: state is built and checkpointed
     produce(kafka_bootstrap, topic, _records(450, 450))
-    _run(spark, cfg)  # a restart: state is restored from the checkpoint
+    run_available_now(spark, cfg)  # a restart: state is restored from the checkpoint
 
     got = pd.DataFrame([r.asDict() for r in read_table(spark, tmp_path / "scored")])
     assert set(got["detector"]) == {"ema", "robust"}
     assert got.groupby("detector").size().to_dict() == {"ema": 1800, "robust": 1800}
     assert not got.duplicated(["detector", "source_partition", "source_offset", "metric"]).any()
 
-    readings = got[got.detector == "ema"][["sensor_id", "metric", "ts", "value", "source_partition", "source_offset"]]
+    readings = got[got.detector == "ema"][
+        ["sensor_id", "metric", "ts", "value", "source_partition", "source_offset"]
+    ]
     want = replay.replay_pandas(readings, [DetectorSpec("ema", {}), DetectorSpec("robust", {"window": 20})])
     key = ["detector", "sensor_id", "metric", "ts"]
     merged = got.merge(want, on=key, suffixes=("", "_replay"))

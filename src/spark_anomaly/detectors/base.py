@@ -98,3 +98,20 @@ def empty_results(n: int) -> pd.DataFrame:
             "reason": np.full(n, "", dtype=object),
         }
     )
+
+
+def frame_from_rows(rows: list[tuple[float, float, float, float, bool, str]]) -> pd.DataFrame:
+    """Result columns from Verdict-shaped tuples, with the dtypes of ``empty_results``."""
+    if not rows:
+        return empty_results(0)
+    lower, upper, score, prob, anom, reason = zip(*rows, strict=True)
+    return pd.DataFrame(
+        {
+            "lower": np.array(lower, dtype=float),
+            "upper": np.array(upper, dtype=float),
+            "score": np.array(score, dtype=float),
+            "probability": np.array(prob, dtype=float),
+            "is_anomaly": np.array(anom, dtype=bool),
+            "reason": np.array(reason, dtype=object),
+        }
+    )

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from .base import NAN, Detector, SeriesPrior, Verdict
+from .base import NAN, Detector, SeriesPrior, Verdict, frame_from_rows
 
 _SQRT2 = math.sqrt(2.0)
 _INF = math.inf
@@ -171,7 +171,7 @@ class EmaDetector(Detector):
         if len(xs) != len(ts):
             raise ValueError(f"ema: {len(xs)} values but {len(ts)} timestamps")
         step = self._step
-        return _frame([step(x) for x in xs.tolist()])
+        return frame_from_rows([step(x) for x in xs.tolist()])
 
     def get_state(self) -> dict[str, Any]:
         return {
@@ -194,21 +194,3 @@ class EmaDetector(Detector):
         if int(c) < 0:
             raise ValueError(f"ema: invalid state count c={c}")
         self._c, self._old_s, self._sigma_old, self._buf = int(c), float(old_s), float(sigma_old), buf
-
-
-def _frame(rows: list[Step]) -> pd.DataFrame:
-    """Result columns from step tuples, with the dtypes of ``base.empty_results``."""
-    if rows:
-        lower, upper, score, prob, anom, reason = zip(*rows, strict=True)
-    else:
-        lower = upper = score = prob = anom = reason = ()
-    return pd.DataFrame(
-        {
-            "lower": np.array(lower, dtype=float),
-            "upper": np.array(upper, dtype=float),
-            "score": np.array(score, dtype=float),
-            "probability": np.array(prob, dtype=float),
-            "is_anomaly": np.array(anom, dtype=bool),
-            "reason": np.array(reason, dtype=object),
-        }
-    )

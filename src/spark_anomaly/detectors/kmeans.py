@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from .base import NAN, Detector, SeriesPrior, Verdict
+from .base import NAN, Detector, SeriesPrior, Verdict, frame_from_rows
 
 THRESHOLD_MODES = ("score", "percentile99")
 _INF = math.inf
@@ -249,7 +249,7 @@ class KMeansDetector(Detector):
         if len(xs) != len(ts):
             raise ValueError(f"kmeans: {len(xs)} values but {len(ts)} timestamps")
         step = self._step
-        return _frame([step(x) for x in xs.tolist()])
+        return frame_from_rows([step(x) for x in xs.tolist()])
 
     # -- state -------------------------------------------------------------------------------
 
@@ -299,21 +299,3 @@ class KMeansDetector(Detector):
         self._centres = [tuple(v) for v in centres.reshape(-1, dim).tolist()]
         self._train_dists = [float(v) for v in np.asarray(train_dists, dtype=float).ravel()]
         self._min_d, self._max_d, self._thr99 = float(min_d), float(max_d), thr99
-
-
-def _frame(rows: list[Step]) -> pd.DataFrame:
-    """Result columns from step tuples, with the dtypes of ``base.empty_results``."""
-    if rows:
-        lower, upper, score, prob, anom, reason = zip(*rows, strict=True)
-    else:
-        lower = upper = score = prob = anom = reason = ()
-    return pd.DataFrame(
-        {
-            "lower": np.array(lower, dtype=float),
-            "upper": np.array(upper, dtype=float),
-            "score": np.array(score, dtype=float),
-            "probability": np.array(prob, dtype=float),
-            "is_anomaly": np.array(anom, dtype=bool),
-            "reason": np.array(reason, dtype=object),
-        }
-    )

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from .base import NAN, Detector, SeriesPrior, Verdict
+from .base import NAN, Detector, SeriesPrior, Verdict, frame_from_rows
 from .stats import z_for_quantile
 
 UNKNOWN_POLICIES = ("anomaly", "ignore")
@@ -174,7 +174,7 @@ class NormalDetector(Detector):
         ts_list = tss.astype(np.int64).tolist() if self.config.inter_arrival else [0] * len(xs)
         step = self._step
         rows = [step(x, t) for x, t in zip(xs.tolist(), ts_list, strict=True)]
-        return _frame(rows)
+        return frame_from_rows(rows)
 
     # -- state -------------------------------------------------------------------------------
 
@@ -195,21 +195,3 @@ class NormalDetector(Detector):
     def moments(self) -> tuple[int, float, float]:
         """``(n, mean, M2)``: the same mergeable moments the train job writes."""
         return self._n, self._mean, self._m2
-
-
-def _frame(rows: list[tuple[float, float, float, float, bool, str]]) -> pd.DataFrame:
-    """Result columns from step tuples, with the dtypes of ``base.empty_results``."""
-    if rows:
-        lower, upper, score, prob, anom, reason = zip(*rows, strict=True)
-    else:
-        lower = upper = score = prob = anom = reason = ()
-    return pd.DataFrame(
-        {
-            "lower": np.array(lower, dtype=float),
-            "upper": np.array(upper, dtype=float),
-            "score": np.array(score, dtype=float),
-            "probability": np.array(prob, dtype=float),
-            "is_anomaly": np.array(anom, dtype=bool),
-            "reason": np.array(reason, dtype=object),
-        }
-    )

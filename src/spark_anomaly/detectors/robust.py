@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from .base import NAN, Detector, SeriesPrior, Verdict
+from .base import NAN, Detector, SeriesPrior, Verdict, frame_from_rows
 from .stats import z_for_quantile
 
 MAD_SCALE = 1.4826  # σ / MAD for normal data
@@ -166,7 +166,7 @@ class RobustDetector(Detector):
         if len(xs) != len(ts):
             raise ValueError(f"robust: {len(xs)} values but {len(ts)} timestamps")
         step = self._step
-        return _frame([step(x) for x in xs.tolist()])
+        return frame_from_rows([step(x) for x in xs.tolist()])
 
     def get_state(self) -> dict[str, Any]:
         """The window in arrival order (the sorted copy is rebuilt on restore)."""
@@ -183,21 +183,3 @@ class RobustDetector(Detector):
             )
         self._win = deque(win)
         self._sorted = sorted(win)
-
-
-def _frame(rows: list[Step]) -> pd.DataFrame:
-    """Result columns from step tuples, with the dtypes of ``base.empty_results``."""
-    if rows:
-        lower, upper, score, prob, anom, reason = zip(*rows, strict=True)
-    else:
-        lower = upper = score = prob = anom = reason = ()
-    return pd.DataFrame(
-        {
-            "lower": np.array(lower, dtype=float),
-            "upper": np.array(upper, dtype=float),
-            "score": np.array(score, dtype=float),
-            "probability": np.array(prob, dtype=float),
-            "is_anomaly": np.array(anom, dtype=bool),
-            "reason": np.array(reason, dtype=object),
-        }
-    )
