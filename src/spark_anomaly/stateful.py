@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
+import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -19,11 +20,12 @@ from pyspark.sql.streaming.state import GroupState, GroupStateTimeout
 
 from . import model_store, parsing, sink
 from .config import AppConfig, ConfigError, DetectorSpec
-from .detectors import SeriesPrior, registry
+from .detectors import RESULT_COLUMNS, SeriesPrior, registry
 from .results import RESULT_FIELDS, RESULT_SCHEMA
 from .series_runner import BoundDetector, bind, dump_state, load_state, run_series
 
 STATE_SCHEMA = "blob binary"
+_UNSET = ("window_start", "window_end", "agg_function")  # set only by pre-aggregation
 _UNITS = {"ms": 1, "millisecond": 1, "s": 1000, "second": 1000, "sec": 1000, "m": 60_000, "min": 60_000,
           "minute": 60_000, "h": 3_600_000, "hour": 3_600_000, "d": 86_400_000, "day": 86_400_000}
 
@@ -49,33 +51,51 @@ def _prior(pdf: pd.DataFrame) -> SeriesPrior | None:
 
 
 def make_state_fn(detectors: list[BoundDetector], timeout_ms: int):
-    """The function Spark calls per series per micro-batch."""
+    """The function Spark calls per series per micro-batch.
+
+    With many series a batch holds only a few readings of each, so the fixed cost per group
+    dominates: the output is built once from numpy arrays (no per-column pandas inserts), and
+    rows are re-sorted only when they did not arrive in offset order.
+    """
+    n_det = len(detectors)
+    tags = [d.tag for d in detectors]
 
     def fn(key: tuple, pdfs: Iterator[pd.DataFrame], state: GroupState) -> Iterator[pd.DataFrame]:
         if state.hasTimedOut:
             state.remove()
             return
-        pdf = pd.concat(list(pdfs), ignore_index=True)
+        parts = list(pdfs)
+        pdf = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
         if pdf.empty:
             return
-        pdf = pdf.sort_values(["source_partition", "source_offset"], kind="stable", ignore_index=True)
+        part = pdf["source_partition"].to_numpy()
+        off = pdf["source_offset"].to_numpy()
+        if len(off) > 1 and not (np.all(part[1:] == part[:-1]) and np.all(off[1:] >= off[:-1])):
+            order = np.lexsort((off, part))
+            pdf = pdf.iloc[order]
+            part, off = part[order], off[order]
+        values, ts = pdf["value"].to_numpy(float), pdf["ts"].to_numpy("int64")
         prior = _prior(pdf)
         saved = load_state(state.get[0]) if state.exists else None
-        results, new_state = run_series(detectors, pdf["value"].to_numpy(float), pdf["ts"].to_numpy("int64"),
-                                        saved, prior)
+        results, new_state = run_series(detectors, values, ts, saved, prior)
         state.update((dump_state(new_state),))
         state.setTimeoutDuration(timeout_ms)
-        version = prior.model_version if prior else None
-        for tag, frame in results:
-            out = frame.copy()
-            for c in ("sensor_id", "metric", "ts", "value", "source_partition", "source_offset"):
-                out[c] = pdf[c].to_numpy()
-            out["detector"] = tag
-            out["model_version"] = version
-            for c in RESULT_FIELDS:
-                if c not in out.columns:
-                    out[c] = None
-            yield out[RESULT_FIELDS]
+        n = len(values)
+        out = {
+            "sensor_id": np.full(n * n_det, key[0], dtype=object),
+            "metric": np.full(n * n_det, key[1], dtype=object),
+            "ts": np.tile(ts, n_det),
+            "value": np.tile(values, n_det),
+            "detector": np.repeat(np.array(tags, dtype=object), n),
+            "model_version": np.full(n * n_det, prior.model_version if prior else None, dtype=object),
+        }
+        for c in RESULT_COLUMNS:
+            out[c] = np.concatenate([frame[c].to_numpy() for _, frame in results])
+        out["source_partition"] = np.tile(part, n_det)
+        out["source_offset"] = np.tile(off, n_det)
+        for c in _UNSET:
+            out[c] = np.full(n * n_det, None, dtype=object)
+        yield pd.DataFrame(out, columns=RESULT_FIELDS)
 
     return fn
 
