@@ -35,7 +35,7 @@ def main() -> int:
     p.add_argument(
         "--only",
         default="",
-        help="comma list of: pandas,noop,zscore,zscore-anomalies,stateful,plain (train always runs)",
+        help="comma list of: pandas,parse,noop,zscore,zscore-anomalies,stateful,plain (train always runs)",
     )
     p.add_argument("--set", "-s", action="append", default=[], help="extra config override KEY=VALUE")
     p.add_argument(
@@ -122,6 +122,13 @@ def main() -> int:
         files = sorted(str(f) for f in (work / "history").glob("readings-*.jsonl"))
         res["pandas"] = B.pandas_train(files)
         print("pandas", res["pandas"].as_dict(), flush=True)
+        save()
+    if want("parse"):
+        for i, pr in enumerate(
+            B.parse_variants(spark, str(work / "history" / "readings-*.jsonl"), cfg.input)
+        ):
+            res[f"parse-{i}"] = pr
+            print(pr.name, pr.as_dict(), flush=True)
         save()
 
     # -- detect catch-up
