@@ -56,6 +56,8 @@ class DetectQueries:
 
 def validate(cfg: AppConfig) -> None:
     """Fail at start, naming the key, if a detector or its parameters are wrong."""
+    if cfg.detect.aggregation.window:
+        raise ConfigError("detect.aggregation.window: pre-aggregation is not implemented yet; leave it null")
     for i, spec in enumerate(cfg.detect.detectors):
         try:
             registry.make_config(spec.name, spec.params)

@@ -55,3 +55,14 @@ def test_cluster_example_loads():
 
     cfg = load_config(REPO_ROOT / "conf" / "cluster.example.yaml")
     assert cfg.spark.master is None and cfg.spark.packages
+
+
+def test_detect_rejects_unknown_detector_params_and_unimplemented_aggregation():
+    from spark_anomaly import detect
+
+    with pytest.raises(ConfigError, match=r"detect.detectors\[0\] \(ema\).*no parameter\(s\) windw"):
+        detect.validate(load_config(overrides=["detect.detectors=[{name: ema, params: {windw: 3}}]"]))
+    with pytest.raises(ConfigError, match="unknown detector 'emma'"):
+        detect.validate(load_config(overrides=["detect.detectors=[{name: emma}]"]))
+    with pytest.raises(ConfigError, match="pre-aggregation is not implemented"):
+        detect.validate(load_config(overrides=["detect.aggregation.window=1 minute"]))
