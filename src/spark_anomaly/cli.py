@@ -19,7 +19,11 @@ log = logging.getLogger("spark_anomaly")
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", "-c", help="YAML configuration (default conf/local.yaml)")
     p.add_argument(
-        "--set", "-s", action="append", default=[], metavar="KEY=VALUE",
+        "--set",
+        "-s",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="override a configuration key, e.g. --set kafka.topic=metrics (repeatable)",
     )
 
@@ -76,10 +80,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     t.set_defaults(func=cmd_train)
     d = sub.add_parser("detect", help="score the Kafka stream into the Delta sink (streaming)")
     _common(d)
-    d.add_argument("--run-seconds", type=float, help="stop after this many seconds (default: run until stopped)")
+    d.add_argument(
+        "--run-seconds", type=float, help="stop after this many seconds (default: run until stopped)"
+    )
     d.add_argument("--available-now", action="store_true", help="process what the topic holds, then stop")
     d.set_defaults(func=cmd_detect)
-    sub.add_parser("evaluate", help="replay labelled series (NAB layout) through detectors; see evaluate --help")
+    sub.add_parser(
+        "evaluate", help="replay labelled series (NAB layout) through detectors; see evaluate --help"
+    )
     args = parser.parse_args(argv)
     try:
         return args.func(args)

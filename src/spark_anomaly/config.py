@@ -62,7 +62,9 @@ class InputConfig:
         if self.format != "json":
             # Seed 002's {"application","value","ts"} is json with key_field=application and
             # measures=[value]; OpenMetrics text lines are not implemented yet.
-            raise ConfigError(f"input.format must be json (openmetrics is not supported yet), got {self.format!r}")
+            raise ConfigError(
+                f"input.format must be json (openmetrics is not supported yet), got {self.format!r}"
+            )
         if self.time_unit not in ("ms", "s"):
             raise ConfigError(f"input.time_unit must be 'ms' or 's', got {self.time_unit!r}")
         if self.format == "json" and not self.measures:
@@ -84,7 +86,9 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.source_format not in ("json", "parquet", "delta", "kafka"):
-            raise ConfigError(f"train.source_format must be json, parquet, delta or kafka, got {self.source_format!r}")
+            raise ConfigError(
+                f"train.source_format must be json, parquet, delta or kafka, got {self.source_format!r}"
+            )
         if self.mode not in ("full", "incremental"):
             raise ConfigError(f"train.mode must be full or incremental, got {self.mode!r}")
 
@@ -205,7 +209,9 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
         try:
             out = tp(value)
         except (TypeError, ValueError):
-            raise ConfigError(f"{where} must be {'an integer' if tp is int else 'a number'}, got {value!r}") from None
+            raise ConfigError(
+                f"{where} must be {'an integer' if tp is int else 'a number'}, got {value!r}"
+            ) from None
         if tp is int and isinstance(value, float) and value != out:
             raise ConfigError(f"{where} must be an integer, got {value!r}")
         return out
@@ -221,7 +227,9 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
     fields = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - fields)
     if unknown:
-        raise ConfigError(f"{where or 'config'}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(fields))}")
+        raise ConfigError(
+            f"{where or 'config'}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(fields))}"
+        )
     kwargs = {k: _coerce(hints[k], v, f"{where}.{k}" if where else k) for k, v in data.items()}
     try:
         return cls(**kwargs)

@@ -69,7 +69,9 @@ def parsed_stream(spark: SparkSession, cfg: AppConfig) -> DataFrame:
     return parsing.parse(parsing.from_kafka(kafka_source.read_stream(spark, cfg.kafka)), cfg.input)
 
 
-def score_stateless(readings: DataFrame, model: DataFrame, version: int | None, cfg: zscore.ZScoreConfig) -> DataFrame:
+def score_stateless(
+    readings: DataFrame, model: DataFrame, version: int | None, cfg: zscore.ZScoreConfig
+) -> DataFrame:
     """Join readings with the (broadcast) model and apply zscore."""
     joined = readings.join(F.broadcast(model), ["sensor_id", "metric"], "left")
     return conform(
@@ -116,7 +118,11 @@ def start(spark: SparkSession, cfg: AppConfig, available_now: bool = False) -> D
     specs = cfg.detect.detectors
     z_specs = [s for s in specs if s.name in STATELESS]
     zcfg = registry.make_config("zscore", z_specs[0].params) if z_specs else None
-    trigger = {"availableNow": True} if available_now else {"processingTime": f"{cfg.detect.trigger_seconds} seconds"}
+    trigger = (
+        {"availableNow": True}
+        if available_now
+        else {"processingTime": f"{cfg.detect.trigger_seconds} seconds"}
+    )
     ckpt = cfg.path(cfg.detect.checkpoint)
     model = LatestModel(spark, cfg.path(cfg.model.table), cfg.model.refresh_seconds)
     queries = [

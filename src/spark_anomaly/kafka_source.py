@@ -26,7 +26,9 @@ def read_stream(spark: SparkSession, kc: KafkaConfig) -> DataFrame:
     return reader.load()
 
 
-def read_batch(spark: SparkSession, kc: KafkaConfig, starting: str = "earliest", ending: str = "latest") -> DataFrame:
+def read_batch(
+    spark: SparkSession, kc: KafkaConfig, starting: str = "earliest", ending: str = "latest"
+) -> DataFrame:
     """A bounded offset range (JSON offsets as Spark takes them, or earliest/latest)."""
     return (
         spark.read.format("kafka")

@@ -59,5 +59,3 @@ class LatestModel:
         self.frame, self.version, self._commit = fresh, version, commit
         old.unpersist()
         log.warning("detect: model version %d loaded (%d series)", version, series)
-
-

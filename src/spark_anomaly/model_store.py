@@ -81,7 +81,9 @@ def latest_version(spark: SparkSession, table: str) -> VersionInfo | None:
         )
         .first()
     )
-    return VersionInfo(int(row.v), meta.mode, int(meta.series), meta.data_start, meta.data_end, meta.source_offsets)
+    return VersionInfo(
+        int(row.v), meta.mode, int(meta.series), meta.data_start, meta.data_end, meta.source_offsets
+    )
 
 
 def read_version(spark: SparkSession, table: str, version: int) -> DataFrame:
@@ -114,10 +116,14 @@ def write_version(
 ) -> VersionInfo:
     """Append ``stats`` (STAT_COLUMNS per series) as model ``version``: one Delta commit."""
     stats = stats.select(*STAT_COLUMNS).cache()
-    rng = stats.agg(F.min("first_ts").alias("a"), F.max("last_ts").alias("b"), F.count(F.lit(1)).alias("c")).first()
+    rng = stats.agg(
+        F.min("first_ts").alias("a"), F.max("last_ts").alias("b"), F.count(F.lit(1)).alias("c")
+    ).first()
     rows = stats.select(
         F.lit(version).cast("long").alias("version"),
-        F.lit(time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(version / 1000))).cast("timestamp").alias("trained_at"),
+        F.lit(time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(version / 1000)))
+        .cast("timestamp")
+        .alias("trained_at"),
         F.lit(mode).alias("mode"),
         F.lit(rng.a).cast("long").alias("data_start"),
         F.lit(rng.b).cast("long").alias("data_end"),

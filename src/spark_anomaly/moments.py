@@ -58,7 +58,12 @@ class Moments:
 
 
 def merge_arrays(
-    n_a: np.ndarray, mean_a: np.ndarray, m2_a: np.ndarray, n_b: np.ndarray, mean_b: np.ndarray, m2_b: np.ndarray
+    n_a: np.ndarray,
+    mean_a: np.ndarray,
+    m2_a: np.ndarray,
+    n_b: np.ndarray,
+    mean_b: np.ndarray,
+    m2_b: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Vectorised Chan merge of aligned moment arrays (n = 0 is an empty side)."""
     n_a, n_b = np.asarray(n_a, dtype=float), np.asarray(n_b, dtype=float)

@@ -49,9 +49,8 @@ def _raw_field(name: str) -> Column:
 
 def _field_reason(name: str, parsed: Column, kind: str) -> Column:
     raw = _raw_field(name)
-    return (
-        F.when(raw.isNull(), F.lit(f"missing field {name}"))
-        .otherwise(F.concat(F.lit(f"field {name} is not {kind}: "), F.substring(raw, 1, 64)))
+    return F.when(raw.isNull(), F.lit(f"missing field {name}")).otherwise(
+        F.concat(F.lit(f"field {name} is not {kind}: "), F.substring(raw, 1, 64))
     )
 
 
@@ -89,16 +88,22 @@ def readings(parsed: DataFrame, ic: InputConfig) -> DataFrame:
     good = parsed.where(F.col("dead_reason").isNull())
     pairs = F.array(*[F.struct(F.lit(m).alias("metric"), F.col(m).alias("value")) for m in ic.measures])
     lineage = [
-        (F.col("partition") if "partition" in parsed.columns else F.lit(None).cast("int")).alias("source_partition"),
+        (F.col("partition") if "partition" in parsed.columns else F.lit(None).cast("int")).alias(
+            "source_partition"
+        ),
         (F.col("offset") if "offset" in parsed.columns else F.lit(None).cast("long")).alias("source_offset"),
     ]
-    return good.select("sensor_id", "ts", *lineage, F.inline(pairs)).select(*READING_COLUMNS, *LINEAGE_COLUMNS)
+    return good.select("sensor_id", "ts", *lineage, F.inline(pairs)).select(
+        *READING_COLUMNS, *LINEAGE_COLUMNS
+    )
 
 
 def dead_letters(parsed: DataFrame) -> DataFrame:
     bad = parsed.where(F.col("dead_reason").isNotNull())
+
     def col(name: str, tp: str) -> Column:
         return F.col(name) if name in parsed.columns else F.lit(None).cast(tp)
+
     return bad.select(
         "raw",
         col("topic", "string").alias("topic"),

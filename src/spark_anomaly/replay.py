@@ -38,7 +38,9 @@ def _frames(pdf: pd.DataFrame, detectors) -> list[pd.DataFrame]:
 def replay_pandas(readings: pd.DataFrame, specs: list[DetectorSpec]) -> pd.DataFrame:
     """Readings (sensor_id, metric, ts, value[, source_partition, source_offset]) -> results."""
     detectors = bind(specs)
-    frames = [f for _, g in readings.groupby(["sensor_id", "metric"], sort=True) for f in _frames(g, detectors)]
+    frames = [
+        f for _, g in readings.groupby(["sensor_id", "metric"], sort=True) for f in _frames(g, detectors)
+    ]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=RESULT_FIELDS)
 
 

@@ -27,8 +27,20 @@ from .series_runner import BoundDetector, bind, dump_state, load_state, run_seri
 
 STATE_SCHEMA = "blob binary"
 _UNSET = ("window_start", "window_end", "agg_function")  # set only by pre-aggregation
-_UNITS = {"ms": 1, "millisecond": 1, "s": 1000, "second": 1000, "sec": 1000, "m": 60_000, "min": 60_000,
-          "minute": 60_000, "h": 3_600_000, "hour": 3_600_000, "d": 86_400_000, "day": 86_400_000}
+_UNITS = {
+    "ms": 1,
+    "millisecond": 1,
+    "s": 1000,
+    "second": 1000,
+    "sec": 1000,
+    "m": 60_000,
+    "min": 60_000,
+    "minute": 60_000,
+    "h": 3_600_000,
+    "hour": 3_600_000,
+    "d": 86_400_000,
+    "day": 86_400_000,
+}
 
 
 def duration_ms(text: str) -> int:
@@ -47,8 +59,14 @@ def _prior(pdf: pd.DataFrame) -> SeriesPrior | None:
     if "n" not in pdf.columns or pd.isna(pdf["n"].iloc[0]):
         return None
     r = pdf.iloc[0]
-    return SeriesPrior(int(r["n"]), float(r["mean"]), float(r["m2"]), float(r["min"]), float(r["max"]),
-                       None if pd.isna(r["model_version"]) else int(r["model_version"]))
+    return SeriesPrior(
+        int(r["n"]),
+        float(r["mean"]),
+        float(r["m2"]),
+        float(r["min"]),
+        float(r["max"]),
+        None if pd.isna(r["model_version"]) else int(r["model_version"]),
+    )
 
 
 def make_state_fn(detectors: list[BoundDetector], timeout_ms: int):
@@ -104,15 +122,27 @@ def make_state_fn(detectors: list[BoundDetector], timeout_ms: int):
 def with_latest_model(spark: SparkSession, readings: DataFrame, table: str) -> DataFrame:
     """Stream-static join with the newest model version (Delta re-reads it every micro-batch)."""
     if not model_store.table_exists(spark, table):
-        return readings.select("*", *[F.lit(None).cast(t).alias(c) for c, t in
-                                      [("n", "long"), ("mean", "double"), ("m2", "double"), ("min", "double"),
-                                       ("max", "double"), ("model_version", "long")]])
+        return readings.select(
+            "*",
+            *[
+                F.lit(None).cast(t).alias(c)
+                for c, t in [
+                    ("n", "long"),
+                    ("mean", "double"),
+                    ("m2", "double"),
+                    ("min", "double"),
+                    ("max", "double"),
+                    ("model_version", "long"),
+                ]
+            ],
+        )
     model = spark.read.format("delta").load(table)
     # A join, not a literal: the static side is re-planned per micro-batch, so a new version
     # that lands while the query runs is used from the next batch on.
     latest = model.join(model.agg(F.max("version").alias("version")), "version")
-    stats = latest.select("sensor_id", "metric", "n", "mean", "m2", "min", "max",
-                          F.col("version").alias("model_version"))
+    stats = latest.select(
+        "sensor_id", "metric", "n", "mean", "m2", "min", "max", F.col("version").alias("model_version")
+    )
     return readings.join(F.broadcast(stats), ["sensor_id", "metric"], "left")
 
 

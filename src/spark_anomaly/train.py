@@ -53,16 +53,32 @@ def compute_stats(readings: DataFrame) -> DataFrame:
 
 def merge_stats(prev: DataFrame, new: DataFrame) -> DataFrame:
     """Chan et al. merge of two per-series stat frames (full outer join on the series key)."""
-    a = prev.select(*[F.col(c).alias(f"a_{c}") if c not in ("sensor_id", "metric") else F.col(c) for c in model_store.STAT_COLUMNS])
-    b = new.select(*[F.col(c).alias(f"b_{c}") if c not in ("sensor_id", "metric") else F.col(c) for c in model_store.STAT_COLUMNS])
+    a = prev.select(
+        *[
+            F.col(c).alias(f"a_{c}") if c not in ("sensor_id", "metric") else F.col(c)
+            for c in model_store.STAT_COLUMNS
+        ]
+    )
+    b = new.select(
+        *[
+            F.col(c).alias(f"b_{c}") if c not in ("sensor_id", "metric") else F.col(c)
+            for c in model_store.STAT_COLUMNS
+        ]
+    )
     j = a.join(b, ["sensor_id", "metric"], "full_outer")
     na, nb = F.coalesce(F.col("a_n"), F.lit(0)), F.coalesce(F.col("b_n"), F.lit(0))
     n = na + nb
     delta = F.col("b_mean") - F.col("a_mean")
     both = (na > 0) & (nb > 0)
-    mean = F.when(nb == 0, F.col("a_mean")).when(na == 0, F.col("b_mean")).otherwise(F.col("a_mean") + delta * nb / n)
-    m2 = F.when(nb == 0, F.col("a_m2")).when(na == 0, F.col("b_m2")).otherwise(
-        F.col("a_m2") + F.col("b_m2") + delta * delta * na * nb / n
+    mean = (
+        F.when(nb == 0, F.col("a_mean"))
+        .when(na == 0, F.col("b_mean"))
+        .otherwise(F.col("a_mean") + delta * nb / n)
+    )
+    m2 = (
+        F.when(nb == 0, F.col("a_m2"))
+        .when(na == 0, F.col("b_m2"))
+        .otherwise(F.col("a_m2") + F.col("b_m2") + delta * delta * na * nb / n)
     )
     return j.select(
         "sensor_id",
@@ -72,8 +88,12 @@ def merge_stats(prev: DataFrame, new: DataFrame) -> DataFrame:
         m2.alias("m2"),
         F.when(both, F.least("a_min", "b_min")).otherwise(F.coalesce("a_min", "b_min")).alias("min"),
         F.when(both, F.greatest("a_max", "b_max")).otherwise(F.coalesce("a_max", "b_max")).alias("max"),
-        F.when(both, F.least("a_first_ts", "b_first_ts")).otherwise(F.coalesce("a_first_ts", "b_first_ts")).alias("first_ts"),
-        F.when(both, F.greatest("a_last_ts", "b_last_ts")).otherwise(F.coalesce("a_last_ts", "b_last_ts")).alias("last_ts"),
+        F.when(both, F.least("a_first_ts", "b_first_ts"))
+        .otherwise(F.coalesce("a_first_ts", "b_first_ts"))
+        .alias("first_ts"),
+        F.when(both, F.greatest("a_last_ts", "b_last_ts"))
+        .otherwise(F.coalesce("a_last_ts", "b_last_ts"))
+        .alias("last_ts"),
     )
 
 
@@ -93,7 +113,9 @@ def _read_files(spark: SparkSession, cfg: AppConfig) -> DataFrame:
     )
     for m in ic.measures:
         v = F.col(m).cast("double")
-        reason = reason.when(v.isNull() | F.isnan(v) | (F.abs(v) == float("inf")), F.lit(f"field {m} unusable"))
+        reason = reason.when(
+            v.isNull() | F.isnan(v) | (F.abs(v) == float("inf")), F.lit(f"field {m} unusable")
+        )
     return df.select(
         F.col(ic.key_field).cast("string").alias("sensor_id"),
         ts.alias("ts"),
@@ -103,7 +125,10 @@ def _read_files(spark: SparkSession, cfg: AppConfig) -> DataFrame:
 
 
 def _kafka_end_offsets(parsed: DataFrame, starting: dict[str, int]) -> str:
-    ends = {str(r.partition): int(r.next) for r in parsed.groupBy("partition").agg((F.max("offset") + 1).alias("next")).collect()}
+    ends = {
+        str(r.partition): int(r.next)
+        for r in parsed.groupBy("partition").agg((F.max("offset") + 1).alias("next")).collect()
+    }
     merged = {**{str(k): int(v) for k, v in starting.items()}, **ends}
     return json.dumps(merged, sort_keys=True)
 
@@ -122,7 +147,9 @@ def run(spark: SparkSession, cfg: AppConfig, mode: str | None = None) -> TrainRe
         if prev is not None and prev.source_offsets:
             starting = {k: int(v) for k, v in json.loads(prev.source_offsets).items()}
         start_spec = json.dumps({topic: starting}) if starting else "earliest"
-        parsed = parsing.parse(parsing.from_kafka(kafka_source.read_batch(spark, cfg.kafka, start_spec)), cfg.input)
+        parsed = parsing.parse(
+            parsing.from_kafka(kafka_source.read_batch(spark, cfg.kafka, start_spec)), cfg.input
+        )
         parsed = parsed.cache()
         offsets_json = _kafka_end_offsets(parsed, starting)
         source = f"kafka:{topic}"

@@ -12,7 +12,9 @@ def test_default_local_config_loads_with_local_spark():
 
 
 def test_overrides_are_typed():
-    cfg = load_config(overrides=["kafka.max_offsets_per_trigger=1000", "input.measures=[temp]", "detect.output=anomalies"])
+    cfg = load_config(
+        overrides=["kafka.max_offsets_per_trigger=1000", "input.measures=[temp]", "detect.output=anomalies"]
+    )
     assert cfg.kafka.max_offsets_per_trigger == 1000
     assert cfg.input.measures == ["temp"]
     assert cfg.detect.output == "anomalies"
@@ -35,8 +37,14 @@ def test_bad_values_name_the_key(override, message):
 
 
 def test_secrets_come_from_env_and_are_redacted(monkeypatch):
-    monkeypatch.setenv("KAFKA_JAAS", "org.apache.kafka.common.security.plain.PlainLoginModule required password='s3cr3t';")
-    cfg = load_config(overrides=["kafka.options={kafka.sasl.jaas.config: '${KAFKA_JAAS}', kafka.security.protocol: SASL_SSL}"])
+    monkeypatch.setenv(
+        "KAFKA_JAAS", "org.apache.kafka.common.security.plain.PlainLoginModule required password='s3cr3t';"
+    )
+    cfg = load_config(
+        overrides=[
+            "kafka.options={kafka.sasl.jaas.config: '${KAFKA_JAAS}', kafka.security.protocol: SASL_SSL}"
+        ]
+    )
     assert "s3cr3t" in cfg.kafka.options["kafka.sasl.jaas.config"]
     red = cfg.redacted()
     assert red["kafka"]["options"]["kafka.sasl.jaas.config"] == "***"

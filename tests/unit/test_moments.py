@@ -39,7 +39,12 @@ def test_merge_arrays_matches_scalar_merge():
     a = [Moments.of(rng.normal(0, 1, n)) for n in (0, 5, 7)]
     b = [Moments.of(rng.normal(2, 1, n)) for n in (4, 0, 9)]
     n, mean, m2 = merge_arrays(
-        [x.n for x in a], [x.mean for x in a], [x.m2 for x in a], [x.n for x in b], [x.mean for x in b], [x.m2 for x in b]
+        [x.n for x in a],
+        [x.mean for x in a],
+        [x.m2 for x in a],
+        [x.n for x in b],
+        [x.mean for x in b],
+        [x.m2 for x in b],
     )
     for i in range(3):
         want = a[i].merge(b[i])

@@ -35,7 +35,12 @@ def test_good_and_bad_payloads(spark):
 
 def test_configured_fields_and_seconds(spark):
     ic = load_config(
-        overrides=["input.key_field=device", "input.time_field=time", "input.time_unit=s", "input.measures=[rpm]"]
+        overrides=[
+            "input.key_field=device",
+            "input.time_field=time",
+            "input.time_unit=s",
+            "input.measures=[rpm]",
+        ]
     ).input
     df = spark.createDataFrame([('{"device": "m1", "time": 1700000000, "rpm": 1200}',)], "raw string")
     (r,) = parsing.readings(parsing.parse(df, ic), ic).collect()

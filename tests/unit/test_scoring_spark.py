@@ -31,9 +31,13 @@ def test_spark_zscore_equals_numpy_core(spark, policy):
     want = score_arrays(x, n, mean, m2, cfg)
     assert list(got["reason"]) == list(want["reason"])
     assert list(got["is_anomaly"]) == list(want["is_anomaly"])
-    np.testing.assert_allclose(got["probability"].to_numpy(float), want["probability"].to_numpy(float), rtol=1e-12)
+    np.testing.assert_allclose(
+        got["probability"].to_numpy(float), want["probability"].to_numpy(float), rtol=1e-12
+    )
     known = ~np.isnan(want["lower"].to_numpy(float))
-    np.testing.assert_allclose(got["lower"].to_numpy(float)[known], want["lower"].to_numpy(float)[known], rtol=1e-12)
+    np.testing.assert_allclose(
+        got["lower"].to_numpy(float)[known], want["lower"].to_numpy(float)[known], rtol=1e-12
+    )
     assert got["lower"].isna().tolist() == (~known).tolist()
     assert want.loc[1, "is_anomaly"] and want.loc[3, "is_anomaly"] and not want.loc[2, "is_anomaly"]
     assert want.loc[4, "reason"] == "unknown source"

@@ -90,8 +90,12 @@ def test_failed_write_leaves_no_visible_version(spark, tmp_path):
     good = train.run(spark, cfg, "full").version
     table = cfg.path(cfg.model.table)
     boom = F.udf(lambda x: 1 // 0 if x == "s2" else 1.0, "double")
-    stats = train.compute_stats(spark.createDataFrame([("s1", "temp", 0, 1.0), ("s2", "temp", 0, 2.0)],
-                                                      "sensor_id string, metric string, ts long, value double"))
+    stats = train.compute_stats(
+        spark.createDataFrame(
+            [("s1", "temp", 0, 1.0), ("s2", "temp", 0, 2.0)],
+            "sensor_id string, metric string, ts long, value double",
+        )
+    )
     stats = stats.withColumn("mean", boom("sensor_id"))
     with pytest.raises(Exception, match="ZeroDivisionError"):
         model_store.write_version(spark, stats, table, None, version=good + 1, mode="full", source="test")

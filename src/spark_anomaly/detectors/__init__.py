@@ -3,4 +3,13 @@
 from .base import RESULT_COLUMNS, Detector, SeriesPrior, Verdict
 from .registry import build, detector_class, make_config, names
 
-__all__ = ["RESULT_COLUMNS", "Detector", "SeriesPrior", "Verdict", "build", "detector_class", "make_config", "names"]
+__all__ = [
+    "RESULT_COLUMNS",
+    "Detector",
+    "SeriesPrior",
+    "Verdict",
+    "build",
+    "detector_class",
+    "make_config",
+    "names",
+]

@@ -34,7 +34,9 @@ class ZScoreConfig:
         if self.std_floor_rel < 0 or self.std_floor_abs <= 0:
             raise ValueError("zscore std floors must be >= 0 (relative) and > 0 (absolute)")
         if self.unknown_policy not in ("report", "anomaly"):
-            raise ValueError(f"zscore.unknown_policy must be 'report' or 'anomaly', got {self.unknown_policy!r}")
+            raise ValueError(
+                f"zscore.unknown_policy must be 'report' or 'anomaly', got {self.unknown_policy!r}"
+            )
 
 
 REASON_OK = "ok"
@@ -113,8 +115,12 @@ class ZScoreDetector(Detector):
     def process_one(self, x: float, ts: int) -> Verdict:
         row = self.process(np.array([x]), np.array([ts])).iloc[0]
         return Verdict(
-            float(row.lower), float(row.upper), float(row.score), float(row.probability),
-            bool(row.is_anomaly), str(row.reason),
+            float(row.lower),
+            float(row.upper),
+            float(row.score),
+            float(row.probability),
+            bool(row.is_anomaly),
+            str(row.reason),
         )
 
     def get_state(self) -> dict[str, Any]:
