@@ -39,8 +39,9 @@ class DetectQueries:
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while any(q.isActive for q in self.queries):
             for q in self.queries:
-                if q.exception() is not None:
-                    raise q.exception()
+                error = q.exception()
+                if error is not None:
+                    raise error
             if deadline is not None and time.monotonic() >= deadline:
                 return
             time.sleep(0.5)

@@ -6,23 +6,10 @@ import logging
 import time
 
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import types as T
 
 from . import model_store
 
 log = logging.getLogger(__name__)
-
-_EMPTY = T.StructType(
-    [
-        T.StructField("sensor_id", T.StringType()),
-        T.StructField("metric", T.StringType()),
-        T.StructField("n", T.LongType()),
-        T.StructField("mean", T.DoubleType()),
-        T.StructField("m2", T.DoubleType()),
-        T.StructField("min", T.DoubleType()),
-        T.StructField("max", T.DoubleType()),
-    ]
-)
 
 
 class LatestModel:
@@ -36,7 +23,7 @@ class LatestModel:
     def __init__(self, spark: SparkSession, table: str, refresh_seconds: float) -> None:
         self.spark, self.table, self.refresh_seconds = spark, table, refresh_seconds
         self.version: int | None = None
-        self.frame: DataFrame = spark.createDataFrame([], _EMPTY)
+        self.frame: DataFrame = spark.createDataFrame([], model_store.PRIOR_SCHEMA)
         self._commit: int | None = None
         self._checked_at = float("-inf")
 
@@ -53,7 +40,7 @@ class LatestModel:
         version, df = model_store.read_latest(self.spark, self.table)
         if version is None or df is None:
             return
-        fresh = df.select("sensor_id", "metric", "n", "mean", "m2", "min", "max").cache()
+        fresh = df.select("sensor_id", "metric", *model_store.PRIOR_COLUMNS).cache()
         series = fresh.count()
         old = self.frame
         self.frame, self.version, self._commit = fresh, version, commit

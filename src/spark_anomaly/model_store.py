@@ -36,6 +36,10 @@ MODEL_SCHEMA = T.StructType(
     ]
 )
 STAT_COLUMNS = ["sensor_id", "metric", "n", "mean", "m2", "min", "max", "first_ts", "last_ts"]
+PRIOR_COLUMNS = ["n", "mean", "m2", "min", "max"]  # what a detector's SeriesPrior is built from
+PRIOR_SCHEMA = T.StructType(
+    [f for f in MODEL_SCHEMA.fields if f.name in ("sensor_id", "metric", *PRIOR_COLUMNS)]
+)
 
 
 @dataclass(frozen=True)

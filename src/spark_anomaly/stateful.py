@@ -122,26 +122,18 @@ def make_state_fn(detectors: list[BoundDetector], timeout_ms: int):
 def with_latest_model(spark: SparkSession, readings: DataFrame, table: str) -> DataFrame:
     """Stream-static join with the newest model version (Delta re-reads it every micro-batch)."""
     if not model_store.table_exists(spark, table):
-        return readings.select(
-            "*",
-            *[
-                F.lit(None).cast(t).alias(c)
-                for c, t in [
-                    ("n", "long"),
-                    ("mean", "double"),
-                    ("m2", "double"),
-                    ("min", "double"),
-                    ("max", "double"),
-                    ("model_version", "long"),
-                ]
-            ],
-        )
+        nulls = [
+            F.lit(None).cast(f.dataType).alias(f.name)
+            for f in model_store.PRIOR_SCHEMA.fields
+            if f.name in model_store.PRIOR_COLUMNS
+        ]
+        return readings.select("*", *nulls, F.lit(None).cast("long").alias("model_version"))
     model = spark.read.format("delta").load(table)
     # A join, not a literal: the static side is re-planned per micro-batch, so a new version
     # that lands while the query runs is used from the next batch on.
     latest = model.join(model.agg(F.max("version").alias("version")), "version")
     stats = latest.select(
-        "sensor_id", "metric", "n", "mean", "m2", "min", "max", F.col("version").alias("model_version")
+        "sensor_id", "metric", *model_store.PRIOR_COLUMNS, F.col("version").alias("model_version")
     )
     return readings.join(F.broadcast(stats), ["sensor_id", "metric"], "left")
 

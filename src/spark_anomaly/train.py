@@ -137,7 +137,8 @@ def run(spark: SparkSession, cfg: AppConfig, mode: str | None = None) -> TrainRe
     """Train one model version; returns what was written."""
     mode = mode or cfg.train.mode
     table, json_dir = cfg.path(cfg.model.table), cfg.path(cfg.model.json_dir)
-    prev = model_store.latest_version(spark, table) if mode == "incremental" else None
+    latest = model_store.latest_version(spark, table)
+    prev = latest if mode == "incremental" else None
     if mode == "incremental" and prev is None:
         log.warning("no previous model version in %s: incremental run trains on all history", table)
     offsets_json = None
@@ -173,7 +174,7 @@ def run(spark: SparkSession, cfg: AppConfig, mode: str | None = None) -> TrainRe
     stats = compute_stats(readings)
     if prev_stats is not None:
         stats = merge_stats(prev_stats, stats)
-    version = model_store.next_version(prev.version if prev else _latest_any(spark, table))
+    version = model_store.next_version(latest.version if latest else None)
     info = model_store.write_version(
         spark, stats, table, json_dir, version=version, mode=mode, source=source, source_offsets=offsets_json
     )
@@ -181,8 +182,3 @@ def run(spark: SparkSession, cfg: AppConfig, mode: str | None = None) -> TrainRe
     if counts.bad:
         log.warning("train: %d of %d history records were unusable and skipped", counts.bad, counts.all)
     return TrainResult(version, mode, info.series, int(counts.all), int(counts.bad), offsets_json)
-
-
-def _latest_any(spark: SparkSession, table: str) -> int | None:
-    info = model_store.latest_version(spark, table)
-    return info.version if info else None
