@@ -42,21 +42,25 @@ kafka-stop:
 clean:
 	rm -rf var/delta var/checkpoints var/model var/history var/demo reports
 
-# Throughput benchmarks (docs/benchmarks-perf.md) against a broker of their own on port 29092,
-# stopped again however the run ends. bench-quick: 1M events (~5 min); bench: 5M events.
+# Performance benchmarks (docs/benchmarks-perf.md: catch-up throughput, latency at fixed rates,
+# training on 10M/100M-record Delta histories, model scale, soak) against a broker of their own on
+# port 29092, stopped again however the run ends; then BENCHMARKS.md is re-assembled.
+# bench-quick: ~10 min (1M events, 20 s per latency rate, 2-min soak); bench: ~1 h (30-min soak).
 BENCH_KAFKA = KAFKA_PORT=29092 KAFKA_HOME_DIR=var/kafka-bench
 bench bench-quick: setup
 	@trap '$(BENCH_KAFKA) scripts/kafka.sh stop' EXIT; \
 	  $(BENCH_KAFKA) KAFKA_WIPE=1 scripts/kafka.sh start && \
-	  $(PY) scripts/bench.py $(if $(filter bench-quick,$@),--quick) --bootstrap 127.0.0.1:29092 $(BENCH_ARGS)
+	  $(PY) scripts/bench.py $(if $(filter bench-quick,$@),--quick) --bootstrap 127.0.0.1:29092 $(BENCH_ARGS) && \
+	  $(PY) scripts/render_benchmarks.py
 
 # Detection quality on the NAB layout (default: the development split beside this repo).
 NAB_DATA ?= ../shared/nab
 EVAL_OUT ?= var/evaluate
-EVAL_DETECTORS = zscore zscore-best normal normal-best ema ema-best robust robust-best kmeans kmeans-best cad cad-best ensemble-cad-normal ensemble-zscore-normal recommended
+EVAL_DETECTORS = zscore zscore-best normal normal-best ema ema-best robust robust-best kmeans kmeans-best cad cad-best ensemble-cad-normal ensemble-zscore-normal ensemble-zscore-normal-delta ensemble-range-normal-delta recommended
 evaluate: setup
 	$(PY) jobs/evaluate.py --data $(NAB_DATA) --out $(EVAL_OUT)/benchmark --oos \
 	  $(addprefix --detector ,$(EVAL_DETECTORS)) --thresholds-out $(EVAL_OUT)/benchmark/thresholds-all.json
+	$(PY) scripts/render_benchmarks.py
 
 # A wheel to ship with spark-submit --py-files on a cluster.
 dist: setup

@@ -21,6 +21,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))  # works without `pip install -e`
 
+from spark_anomaly import bench_report as R  # noqa: E402
+from spark_anomaly import bench_stream as BS  # noqa: E402
+from spark_anomaly import bench_train as BT  # noqa: E402
 from spark_anomaly import benchmark as B  # noqa: E402
 from spark_anomaly.config import load_config  # noqa: E402
 from spark_anomaly.session import build_spark  # noqa: E402
@@ -35,7 +38,8 @@ def main() -> int:
     p.add_argument(
         "--only",
         default="",
-        help="comma list of: pandas,parse,noop,zscore,zscore-anomalies,stateful,plain (train always runs)",
+        help="comma list of: pandas,parse,noop,zscore,zscore-anomalies,stateful,plain,"
+        "train-delta,latency,scale,state,soak (train on JSON always runs)",
     )
     p.add_argument("--set", "-s", action="append", default=[], help="extra config override KEY=VALUE")
     p.add_argument(
@@ -46,12 +50,15 @@ def main() -> int:
         import json
 
         data = json.loads(Path(a.render_from).read_text())
-        (ROOT / a.out).write_text(B.render(data["meta"], data["results"]))
+        (ROOT / a.out).write_text(
+            B.render(data["meta"], data["results"]) + R.render(data["meta"], data["results"])
+        )
         return 0
     logging.basicConfig(level=logging.WARNING)
     # pandas FutureWarnings from pyspark's own serializer would flood the log (workers inherit this)
     os.environ.setdefault("PYTHONWARNINGS", "ignore::FutureWarning")
     sizes = B.QUICK if a.quick else B.FULL
+    more = R.QUICK if a.quick else R.FULL
     only = set(filter(None, a.only.split(",")))
     want = lambda k: not only or k in only  # noqa: E731
     work = (ROOT / a.work).resolve()
@@ -81,6 +88,7 @@ def main() -> int:
         "zscore-anomalies",
         "noop",
         *[f"stateful-{d}" for d in B.STATEFUL],
+        *R.WORK_DIRS,
         "model",
         "model-json",
     ):
@@ -106,10 +114,11 @@ def main() -> int:
             "machine": machine,
             "max_offsets_per_trigger": cfg.kafka.max_offsets_per_trigger,
             "produce": {"main": prod_main, "stateful": prod_st},
+            "sizes": more,
         }
         results = {k: v.as_dict() for k, v in res.items()}
         B.write_json(work / "results.json", {"meta": meta, "results": results})
-        (ROOT / a.out).write_text(B.render(meta, results))
+        (ROOT / a.out).write_text(B.render(meta, results) + R.render(meta, results))
         if final:
             print(f"wrote {ROOT / a.out} in {meta['total_s']:.0f} s", flush=True)
 
@@ -174,6 +183,37 @@ def main() -> int:
             )
             print(d, res[d].as_dict(), flush=True)
             save()
+
+    # -- issue 5 rows 2-4 and the soak (bench_train / bench_stream; rendered by bench_report)
+    if want("train-delta"):
+        res.update(BT.run_all(spark, cfg, work, more["train_sizes"], more["train_new"], more["pandas_max"]))
+        save()
+    if want("state"):
+        res["state"] = B.Result("pickled detector state per series", 0, 0.0, extra=BS.state_bytes())
+        print("state", res["state"].extra, flush=True)
+        save()
+    if want("latency"):
+        for rate in more["latency_rates"]:
+            c = cfg_for(f"latency-{rate}", f"bench-latency-{rate}")
+            c.kafka.starting_offsets = "earliest"
+            res[f"latency-{rate}"] = BS.latency(spark, c, a.bootstrap, rate, more["latency_s"])
+            print(f"latency-{rate}", res[f"latency-{rate}"].extra, flush=True)
+            save()
+    if want("scale"):
+        for series in more["scale_series"]:
+            c = cfg_for(f"scale-{series}", f"bench-scale-{series}")
+            c.model.table = str(work / f"scale-{series}" / "model")
+            res[f"scale-{series}"] = BS.scale(spark, c, a.bootstrap, series, more["scale_events"])
+            print(f"scale-{series}", res[f"scale-{series}"].as_dict(), flush=True)
+            save()
+    if want("soak"):
+        c = cfg_for("soak", "bench-soak")
+        from spark_anomaly.config import DetectorSpec
+
+        c.detect.detectors = [DetectorSpec("zscore", {"k": 4.0}), DetectorSpec("ema", {})]
+        res["soak"] = BS.soak(spark, c, a.bootstrap, more["soak_rate"], more["soak_s"], more["soak_sensors"])
+        print("soak", res["soak"].extra, flush=True)
+        save()
 
     spark.stop()
 

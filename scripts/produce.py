@@ -5,6 +5,7 @@ Thin CLI over spark_anomaly.loadgen (run `scripts/produce.py -h`). Examples:
   .venv/bin/python scripts/produce.py history --hours 24 --out-dir var/data/history
   .venv/bin/python scripts/produce.py history --count 3000000 --topic sensor-readings
   .venv/bin/python scripts/produce.py live --rate 2000 --seconds 60 --bad-rate 0.005
+  .venv/bin/python scripts/produce.py history --count 100000 --topic metrics --format openmetrics
 """
 
 import sys

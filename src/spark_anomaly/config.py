@@ -50,23 +50,33 @@ class KafkaConfig:
     options: dict[str, str] = field(default_factory=dict)
 
 
+INPUT_FORMATS = ("json", "openmetrics", "app_json")
+
+
 @dataclass
 class InputConfig:
-    format: str = "json"  # json (seed 003 and any flat JSON: fields come from the keys below)
-    key_field: str = "id"
-    time_field: str = "ts"
-    time_unit: str = "ms"  # ms | s
-    measures: list[str] = field(default_factory=lambda: ["temp", "hum"])
+    # json: flat JSON (seed 003), fields named by the keys below;
+    # openmetrics: text exposition lines ``name{k="v"} value [ts]`` (seed 000), key = canonical name{labels};
+    # app_json: seed 002's {"application", "value", "ts"}, ts epoch number or ISO-8601 string.
+    format: str = "json"
+    key_field: str = "id"  # json only
+    time_field: str = "ts"  # json only
+    time_unit: str = (
+        "ms"  # ms | s: unit of numeric timestamps (openmetrics: ms = Prometheus, s = OpenMetrics)
+    )
+    measures: list[str] = field(default_factory=lambda: ["temp", "hum"])  # json only
+    metric: str = "value"  # openmetrics/app_json: the metric name their one value is reported under
 
     def __post_init__(self) -> None:
-        if self.format != "json":
-            # Seed 002's {"application","value","ts"} is json with key_field=application and
-            # measures=[value]; OpenMetrics text lines are not implemented yet.
-            raise ConfigError(
-                f"input.format must be json (openmetrics is not supported yet), got {self.format!r}"
-            )
+        if self.format not in INPUT_FORMATS:
+            raise ConfigError(f"input.format must be one of {', '.join(INPUT_FORMATS)}, got {self.format!r}")
         if self.time_unit not in ("ms", "s"):
             raise ConfigError(f"input.time_unit must be 'ms' or 's', got {self.time_unit!r}")
+        if self.format != "json":
+            if not self.metric.strip():
+                raise ConfigError("input.metric must be a non-empty name")
+            # Everything downstream (readings, train) melts ``measures``: one value, named ``metric``.
+            self.measures = [self.metric]
         if self.format == "json" and not self.measures:
             raise ConfigError("input.measures must name at least one numeric field")
 
@@ -104,6 +114,9 @@ class AggregationConfig:
     window: str | None = None  # e.g. "1 minute"; None = score raw readings
     function: str = "avg"  # avg sum count min max p50 p75 p95 p99
     watermark: str = "2 minutes"
+    # Delta table of the aggregated readings the stateful detectors read as a stream (only written
+    # when stateful detectors are configured: they cannot follow the aggregation in one query)
+    table: str = "var/delta/aggregated"
 
 
 @dataclass
@@ -115,6 +128,8 @@ class DetectConfig:
     output: str = "all"  # all | anomalies
     trigger_seconds: float = 2.0
     state_timeout: str = "1 hour"  # state of series that stop reporting expires after this
+    # hash buckets of series the stateful detectors are grouped by; fixed for a checkpoint's life
+    state_buckets: int = 32
     aggregation: AggregationConfig = field(default_factory=AggregationConfig)
 
     def __post_init__(self) -> None:
@@ -122,6 +137,9 @@ class DetectConfig:
             raise ConfigError(f"detect.output must be 'all' or 'anomalies', got {self.output!r}")
         if not self.detectors:
             raise ConfigError("detect.detectors must name at least one detector")
+        b = self.state_buckets
+        if isinstance(b, bool) or not isinstance(b, int) or b < 1:
+            raise ConfigError(f"detect.state_buckets must be an int >= 1, got {self.state_buckets!r}")
 
 
 @dataclass

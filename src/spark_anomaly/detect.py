@@ -5,6 +5,12 @@ Two kinds of detector run side by side, each its own streaming query over the sa
   one ``foreachBatch`` query: parse once, write rejects and scored rows idempotently;
 - the *stateful* detectors (normal, ema, robust, kmeans, cad, ...) per series with Spark-managed
   state (``spark_anomaly.stateful``), appending to the same sink table.
+With ``detect.aggregation.window`` set, zscore scores windowed aggregates instead: the intake
+query then writes dead letters only, and an ``aggregate`` query (parse -> readings -> event-time
+windows with a watermark -> zscore) appends one row per series per closed window. Spark rejects
+``applyInPandasWithState`` after a streaming aggregation in append mode, so for the stateful
+detectors the aggregate query also appends the closed windows to ``detect.aggregation.table``
+(Delta) and the stateful query reads that table as a stream.
 Both append to Delta with (app id, batch id) transactions, so a replayed batch is skipped.
 """
 
@@ -17,11 +23,11 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
-from . import kafka_source, parsing, sink
+from . import aggregation, kafka_source, parsing, sink
 from .config import AppConfig, ConfigError
 from .detectors import registry, zscore
 from .latest_model import LatestModel
-from .results import conform
+from .results import RESULT_SCHEMA, conform
 from .scoring import zscore_columns
 
 log = logging.getLogger(__name__)
@@ -57,8 +63,20 @@ class DetectQueries:
 
 def validate(cfg: AppConfig) -> None:
     """Fail at start, naming the key, if a detector or its parameters are wrong."""
-    if cfg.detect.aggregation.window:
-        raise ConfigError("detect.aggregation.window: pre-aggregation is not implemented yet; leave it null")
+    agg = cfg.detect.aggregation
+    if agg.window:
+        aggregation.validate(agg)
+        stateful_names = [s.name for s in cfg.detect.detectors if s.name not in STATELESS]
+        if stateful_names and not agg.table:
+            raise ConfigError(
+                "detect.aggregation.table must name a Delta table: the stateful detectors "
+                f"({', '.join(stateful_names)}) read the aggregates from it"
+            )
+        if stateful_names and cfg.path(agg.table) in (
+            cfg.path(cfg.detect.sink_table),
+            cfg.path(cfg.detect.dead_letter_table),
+        ):
+            raise ConfigError("detect.aggregation.table must differ from detect.sink_table/dead_letter_table")
     for i, spec in enumerate(cfg.detect.detectors):
         try:
             registry.make_config(spec.name, spec.params)
@@ -79,11 +97,46 @@ def score_stateless(
         joined.select(
             *parsing.READING_COLUMNS,
             *parsing.LINEAGE_COLUMNS,
+            *[c for c in aggregation.AGGREGATED_COLUMNS if c in readings.columns],
             F.lit("zscore").alias("detector"),
             F.lit(version).cast("long").alias("model_version"),
             *zscore_columns(cfg),
         )
     )
+
+
+def aggregated_stream(spark: SparkSession, cfg: AppConfig) -> DataFrame:
+    """Windowed aggregates of the good readings (the dead letters are the intake query's job)."""
+    return aggregation.aggregate(
+        parsing.readings(parsed_stream(spark, cfg), cfg.input), cfg.detect.aggregation
+    )
+
+
+def _aggregate_batch(cfg: AppConfig, model: LatestModel, zcfg: zscore.ZScoreConfig | None, to_table: bool):
+    """foreachBatch of the aggregate query, once per batch id: closed windows -> zscore -> sink,
+    and (``to_table``) the windows themselves -> ``detect.aggregation.table`` for the stateful query."""
+    ckpt = cfg.path(cfg.detect.checkpoint) + "/aggregate"
+    sink_table, agg_table = cfg.path(cfg.detect.sink_table), cfg.path(cfg.detect.aggregation.table)
+    app, agg_app = sink.app_id(ckpt, sink_table), sink.app_id(ckpt, agg_table)
+
+    def process(batch: DataFrame, batch_id: int) -> None:
+        # Cached when read twice: recomputing would re-read the aggregation state store.
+        if to_table and zcfg is not None:
+            batch = batch.persist()
+        try:
+            if to_table:
+                sink.append_once(batch, agg_table, agg_app, batch_id)
+            if zcfg is not None:
+                version, frame = model.get()
+                out = score_stateless(batch, frame, version, zcfg)
+                if cfg.detect.output == "anomalies":
+                    out = out.where("is_anomaly")
+                sink.append_once(out, sink_table, app, batch_id)
+        finally:
+            if to_table and zcfg is not None:
+                batch.unpersist()
+
+    return process
 
 
 def _intake_batch(spark: SparkSession, cfg: AppConfig, model: LatestModel, zcfg: zscore.ZScoreConfig | None):
@@ -92,7 +145,8 @@ def _intake_batch(spark: SparkSession, cfg: AppConfig, model: LatestModel, zcfg:
     sink_app, dead_app = sink.app_id(ckpt, sink_table), sink.app_id(ckpt, dead_table)
 
     def process(batch: DataFrame, batch_id: int) -> None:
-        parsed = batch.persist()
+        # Cached once for the two writes below; the payload is kept only where a dead letter needs it.
+        parsed = batch.withColumn("raw", F.when(F.col("dead_reason").isNotNull(), F.col("raw"))).persist()
         try:
             dead = parsing.dead_letters(parsed)
             if not dead.isEmpty():
@@ -112,11 +166,19 @@ def _intake_batch(spark: SparkSession, cfg: AppConfig, model: LatestModel, zcfg:
 def start(spark: SparkSession, cfg: AppConfig, available_now: bool = False) -> DetectQueries:
     """Start the detect job's streaming queries; the caller awaits or stops them."""
     validate(cfg)
-    if available_now:
+    specs = cfg.detect.detectors
+    stateful_specs = [s for s in specs if s.name not in STATELESS]
+    aggregated = bool(cfg.detect.aggregation.window)
+
+    def no_data_batches(enabled: bool) -> None:
         # A processing-time state timeout makes Spark ask for empty batches forever, so an
         # availableNow query with stateful detectors would never end; catching up needs none.
-        spark.conf.set("spark.sql.streaming.noDataMicroBatches.enabled", "false")
-    specs = cfg.detect.detectors
+        # Aggregation needs the trailing no-data batch: it emits the windows the last data batch closed.
+        # A query keeps the session conf it was started with, so each gets its own below.
+        if available_now:
+            spark.conf.set("spark.sql.streaming.noDataMicroBatches.enabled", str(enabled).lower())
+
+    no_data_batches(not stateful_specs)
     z_specs = [s for s in specs if s.name in STATELESS]
     zcfg = registry.make_config("zscore", z_specs[0].params) if z_specs else None
     trigger = (
@@ -125,18 +187,56 @@ def start(spark: SparkSession, cfg: AppConfig, available_now: bool = False) -> D
         else {"processingTime": f"{cfg.detect.trigger_seconds} seconds"}
     )
     ckpt = cfg.path(cfg.detect.checkpoint)
+    sink.ensure_table(
+        spark,
+        cfg.path(cfg.detect.sink_table),
+        RESULT_SCHEMA,
+        {"delta.dataSkippingStatsColumns": sink.RESULT_STATS_COLUMNS},
+    )
     model = LatestModel(spark, cfg.path(cfg.model.table), cfg.model.refresh_seconds)
     queries = [
         parsed_stream(spark, cfg)
         .writeStream.queryName("spark-anomaly-intake")
-        .foreachBatch(_intake_batch(spark, cfg, model, zcfg))
+        .foreachBatch(_intake_batch(spark, cfg, model, None if aggregated else zcfg))
         .option("checkpointLocation", ckpt + "/intake")
         .trigger(**trigger)
         .start()
     ]
-    stateful_specs = [s for s in specs if s.name not in STATELESS]
+    if aggregated and (zcfg is not None or stateful_specs):
+        agg_table = cfg.path(cfg.detect.aggregation.table)
+        if stateful_specs:
+            sink.ensure_table(spark, agg_table, aggregation.AGGREGATED_SCHEMA)
+        no_data_batches(True)
+        queries.append(
+            aggregated_stream(spark, cfg)
+            .writeStream.queryName("spark-anomaly-aggregate")
+            .outputMode("append")
+            .foreachBatch(_aggregate_batch(cfg, model, zcfg, to_table=bool(stateful_specs)))
+            .option("checkpointLocation", ckpt + "/aggregate")
+            .trigger(**trigger)
+            .start()
+        )
     if stateful_specs:
         from . import stateful
 
-        queries.append(stateful.start_query(spark, cfg, stateful_specs, parsed_stream(spark, cfg), trigger))
+        no_data_batches(False)
+        if aggregated:
+            if available_now:
+                # availableNow reads what the table holds when it starts: the windows first.
+                try:
+                    queries[-1].awaitTermination()
+                except Exception:
+                    for q in queries:
+                        q.stop()
+                    raise
+            readings = spark.readStream.format("delta").load(agg_table)
+            queries.append(
+                stateful.start_readings_query(
+                    spark, cfg, stateful_specs, readings, trigger, checkpoint="stateful-aggregated"
+                )
+            )
+        else:
+            queries.append(
+                stateful.start_query(spark, cfg, stateful_specs, parsed_stream(spark, cfg), trigger)
+            )
     return DetectQueries(queries)

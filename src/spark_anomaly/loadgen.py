@@ -44,6 +44,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -557,6 +558,42 @@ class FileSink:
             self.fh = None
 
 
+class FormatSink:
+    """Re-renders generated readings in another input format (``render``) before ``inner`` sends them."""
+
+    def __init__(self, inner, fmt: str):
+        if fmt not in RECORD_FORMATS:
+            raise ValueError(f"unknown record format {fmt!r}; known: {RECORD_FORMATS}")
+        self.inner, self.fmt = inner, fmt
+
+    def send(self, keys: Sequence[bytes | None], values: Sequence[bytes]) -> None:
+        self.inner.send(keys, [render(v, self.fmt) for v in values])
+
+    def close(self, *args, **kwargs) -> None:
+        self.inner.close(*args, **kwargs)
+
+
+RECORD_FORMATS: tuple[str, ...] = ("json", "openmetrics", "app_json")
+
+
+def render(raw: bytes, fmt: str) -> bytes:
+    """A generated reading in another input format (detect's ``input.format``).
+
+    openmetrics: two sample lines per record, ``temp{sensor="sim-007"} 22.31 <ts ms>`` and the same
+    for hum (series key ``temp{sensor="sim-007"}``, metric ``value``); app_json: seed 002's message
+    ``{"application": "sim-007", "value": <temp>, "ts": "<ISO-8601 UTC>"}`` (it carries one value).
+    Malformed records pass through unchanged: they stay malformed in every format.
+    """
+    if fmt == "json" or validate_record(raw) is not None:
+        return raw
+    d = json.loads(raw)
+    sid, ts = d["id"], d["ts"]
+    if fmt == "openmetrics":
+        return f'temp{{sensor="{sid}"}} {d["temp"]} {ts}\nhum{{sensor="{sid}"}} {d["hum"]} {ts}'.encode()
+    iso = datetime.fromtimestamp(ts / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return json.dumps({"application": sid, "value": d["temp"], "ts": iso}).encode()
+
+
 # --------------------------------------------------------------------------- runs
 
 
@@ -740,6 +777,13 @@ def _parser() -> argparse.ArgumentParser:
         help="create the topic first with this many partitions (0: rely on auto-create)",
     )
     p.add_argument("--file-records", type=int, default=1_000_000, help="records per output file")
+    p.add_argument(
+        "--format",
+        choices=RECORD_FORMATS,
+        default="json",
+        help="record format (detect's input.format): openmetrics = temp/hum lines keyed "
+        "temp{sensor=...}; app_json = seed 002 message with temp as value. Truth stays in JSON terms",
+    )
     return p
 
 
@@ -782,6 +826,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             create_topic(a.bootstrap, topic, a.create_partitions)
         sinks.append(KafkaSink(a.bootstrap, topic, {"compression.type": a.compression}))
+    if a.format != "json":
+        sinks = [FormatSink(s, a.format) for s in sinks]
     if a.mode == "history":
         ticks = cfg.ticks_for(a.count) if a.count else cfg.ticks_for_hours(a.hours)
         summary = run_history(cfg, ticks, sinks, truth)

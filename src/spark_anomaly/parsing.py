@@ -56,6 +56,8 @@ def _field_reason(name: str, parsed: Column, kind: str) -> Column:
 
 def parse(df: DataFrame, ic: InputConfig) -> DataFrame:
     """Parse ``raw`` per the configured JSON contract; adds sensor_id, ts (ms), measures, dead_reason."""
+    if ic.format != "json":
+        return parse_other(df, ic)
     rec = F.from_json(
         F.col("raw"), json_schema(ic), {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": _CORRUPT}
     )
@@ -63,9 +65,11 @@ def parse(df: DataFrame, ic: InputConfig) -> DataFrame:
     key, tsf = F.col(f"_rec.{ic.key_field}"), F.col(f"_rec.{ic.time_field}")
     ts_ms = tsf * 1000 if ic.time_unit == "s" else tsf
     corrupt = F.col(f"_rec.{_CORRUPT}")
-    checks = F.when(F.col("raw").isNull() | (F.trim(F.col("raw")) == ""), F.lit("empty payload")).when(
-        corrupt.isNotNull() & F.get_json_object(F.col("raw"), "$").isNull(), F.lit("malformed JSON")
-    )
+    # Good rows pay only the ``corrupt`` null test here: the string checks run for rejects only.
+    unreadable = F.col("_rec").isNull() | corrupt.isNotNull()
+    checks = F.when(
+        unreadable & (F.col("raw").isNull() | F.col("raw").rlike(r"^\s*$")), F.lit("empty payload")
+    ).when(unreadable & F.get_json_object(F.col("raw"), "$").isNull(), F.lit("malformed JSON"))
     checks = checks.when(key.isNull() | (F.trim(key) == ""), _field_reason(ic.key_field, key, "a string"))
     checks = checks.when(tsf.isNull(), _field_reason(ic.time_field, tsf, "an integer epoch time"))
     checks = checks.when(tsf < 0, F.lit(f"field {ic.time_field} is negative"))
@@ -81,6 +85,23 @@ def parse(df: DataFrame, ic: InputConfig) -> DataFrame:
         *[F.col(f"_rec.{m}").alias(m) for m in ic.measures],
         checks.alias("dead_reason"),
     )
+
+
+def parse_other(df: DataFrame, ic: InputConfig) -> DataFrame:
+    """The non-JSON input formats (own modules); same output shape as ``parse``.
+
+    openmetrics yields one row per sample line (``raw`` = that line), so one Kafka record may give
+    several readings and dead letters sharing its (partition, offset).
+    """
+    if ic.format == "openmetrics":
+        from .openmetrics import parse as parse_openmetrics
+
+        return parse_openmetrics(df, ic)
+    if ic.format == "app_json":
+        from .app_json import parse as parse_app_json
+
+        return parse_app_json(df, ic)
+    raise ValueError(f"unknown input.format {ic.format!r}")
 
 
 def readings(parsed: DataFrame, ic: InputConfig) -> DataFrame:

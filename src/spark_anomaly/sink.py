@@ -9,12 +9,29 @@ from __future__ import annotations
 
 import hashlib
 
-from pyspark.sql import DataFrame
+from delta.tables import DeltaTable
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import types as T
+
+# Delta collects min/max statistics for data skipping on the first 32 columns by default: for the
+# result table that is every column, on every row written. Queries filter by series, time, detector
+# and score, so statistics on those are kept and the rest (strings such as ``reason``) are skipped.
+RESULT_STATS_COLUMNS = "sensor_id,metric,ts,detector,score"
 
 
 def app_id(checkpoint: str, table: str) -> str:
     """Stable per (query, table): derived from the checkpoint location, which a restart reuses."""
     return "spark-anomaly-" + hashlib.sha1(f"{checkpoint}|{table}".encode()).hexdigest()[:16]
+
+
+def ensure_table(
+    spark: SparkSession, table: str, schema: T.StructType, properties: dict[str, str] | None = None
+) -> None:
+    """Create the Delta table at path ``table`` with ``schema`` unless it exists (then a no-op)."""
+    builder = DeltaTable.createIfNotExists(spark).location(table).addColumns(schema)
+    for key, value in (properties or {}).items():
+        builder = builder.property(key, value)
+    builder.execute()
 
 
 def append_once(df: DataFrame, table: str, txn_app_id: str, batch_id: int) -> None:

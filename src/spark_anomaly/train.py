@@ -29,7 +29,7 @@ class TrainResult:
     version: int
     mode: str
     series: int
-    rows_read: int
+    rows_read: int  # source records scanned (incremental file runs: those after the ts prefilter)
     rows_rejected: int
     source_offsets: str | None
 
@@ -107,7 +107,9 @@ def _read_files(spark: SparkSession, cfg: AppConfig) -> DataFrame:
     missing = [c for c in [ic.key_field, ic.time_field, *ic.measures] if c not in df.columns]
     if missing:
         raise ValueError(f"train source {path} lacks column(s) {', '.join(missing)}")
-    ts = F.col(ic.time_field).cast("long") * (1000 if ic.time_unit == "s" else 1)
+    ts = F.col(ic.time_field).cast("long")
+    if ic.time_unit == "s":
+        ts = ts * 1000  # (ms needs no arithmetic, which keeps a ``ts >`` filter pushable to the scan)
     reason = F.when(F.col(ic.key_field).isNull(), F.lit(f"missing field {ic.key_field}")).when(
         F.col(ic.time_field).isNull(), F.lit(f"missing field {ic.time_field}")
     )
@@ -133,16 +135,105 @@ def _kafka_end_offsets(parsed: DataFrame, starting: dict[str, int]) -> str:
     return json.dumps(merged, sort_keys=True)
 
 
+def _last_ts_wide(prev_stats: DataFrame, measures: list[str]) -> DataFrame:
+    """Previous version's per-series ``last_ts`` pivoted to one row per sensor (``_last<i>`` per measure)."""
+    return prev_stats.groupBy("sensor_id").agg(
+        *[
+            F.max(F.when(F.col("metric") == m, F.col("last_ts"))).alias(f"_last{i}")
+            for i, m in enumerate(measures)
+        ]
+    )
+
+
+def wide_stats(parsed: DataFrame, measures: list[str], incremental: bool = False) -> DataFrame:
+    """One aggregation pass over the wide records, grouped by sensor only.
+
+    Why wide: melting to (sensor, metric) first doubles the rows the hash aggregate sees and
+    needs a generator; grouping the parsed records once and unpivoting the small result is the
+    cheapest plan (all aggregates are declarative, so whole-stage codegen covers them). The same
+    pass counts all and unusable records, so no cache + count pass over the source is needed.
+    A usable record has every measure, so in full mode n and the ts range are shared by the
+    measures (computed once). With ``incremental`` the frame carries ``_last<i>`` columns and a
+    measure only counts for readings after that series' last trained one.
+    """
+    good = F.col("dead_reason").isNull()
+    aggs = [F.count(F.lit(1)).alias("_rows"), F.count("dead_reason").alias("_bad")]
+    if not incremental:
+        t = F.when(good, F.col("ts"))
+        aggs += [F.count(t).alias("_n"), F.min(t).alias("_first"), F.max(t).alias("_last")]
+    for i, m in enumerate(measures):
+        keep = good
+        if incremental:
+            keep = good & (F.col(f"_last{i}").isNull() | (F.col("ts") > F.col(f"_last{i}")))
+        v = F.when(keep, F.col(m))
+        aggs += [
+            F.avg(v).alias(f"mean{i}"),
+            F.var_pop(v).alias(f"var{i}"),
+            F.min(v).alias(f"min{i}"),
+            F.max(v).alias(f"max{i}"),
+        ]
+        if incremental:
+            t = F.when(keep, F.col("ts"))
+            aggs += [F.count(v).alias(f"n{i}"), F.min(t).alias(f"first{i}"), F.max(t).alias(f"last{i}")]
+    wide = parsed.groupBy("sensor_id").agg(*aggs)
+    if not incremental:
+        wide = wide.select(
+            "*",
+            *[F.col("_n").alias(f"n{i}") for i in range(len(measures))],
+            *[F.col("_first").alias(f"first{i}") for i in range(len(measures))],
+            *[F.col("_last").alias(f"last{i}") for i in range(len(measures))],
+        )
+    return wide.select(
+        "*", *[(F.col(f"var{i}") * F.col(f"n{i}")).alias(f"m2{i}") for i in range(len(measures))]
+    )
+
+
+def unpivot_stats(wide: DataFrame, measures: list[str]) -> DataFrame:
+    """``wide_stats`` -> STAT_COLUMNS, one row per (sensor_id, metric) that has readings."""
+    per = [
+        F.struct(
+            F.lit(m).alias("metric"),
+            F.col(f"n{i}").alias("n"),
+            F.col(f"mean{i}").alias("mean"),
+            F.col(f"m2{i}").alias("m2"),
+            F.col(f"min{i}").alias("min"),
+            F.col(f"max{i}").alias("max"),
+            F.col(f"first{i}").alias("first_ts"),
+            F.col(f"last{i}").alias("last_ts"),
+        )
+        for i, m in enumerate(measures)
+    ]
+    return (
+        wide.where(F.col("sensor_id").isNotNull())
+        .select("sensor_id", F.inline(F.array(*per)))
+        .where(F.col("n") > 0)
+        .select(*model_store.STAT_COLUMNS)
+    )
+
+
 def run(spark: SparkSession, cfg: AppConfig, mode: str | None = None) -> TrainResult:
-    """Train one model version; returns what was written."""
+    """Train one model version; returns what was written.
+
+    File/Delta sources are read in one pass (``wide_stats``): no cache of the history, only the
+    needed columns, and in incremental mode a ``ts`` prefilter Delta/Parquet can push down to skip
+    old files, so an incremental run costs in proportion to the new data.
+    """
     mode = mode or cfg.train.mode
     table, json_dir = cfg.path(cfg.model.table), cfg.path(cfg.model.json_dir)
+    measures = list(cfg.input.measures)
     latest = model_store.latest_version(spark, table)
     prev = latest if mode == "incremental" else None
     if mode == "incremental" and prev is None:
         log.warning("no previous model version in %s: incremental run trains on all history", table)
+    prev_stats = None
+    if prev is not None:
+        # read three times (cutoff, per-series last_ts, merge): small, so cache it
+        prev_stats = (
+            model_store.read_version(spark, table, prev.version).select(*model_store.STAT_COLUMNS).cache()
+        )
     offsets_json = None
     topic = cfg.kafka.topic
+    cached: DataFrame | None = None
     if cfg.train.source_format == "kafka":
         starting: dict[str, int] = {}
         if prev is not None and prev.source_offsets:
@@ -151,34 +242,39 @@ def run(spark: SparkSession, cfg: AppConfig, mode: str | None = None) -> TrainRe
         parsed = parsing.parse(
             parsing.from_kafka(kafka_source.read_batch(spark, cfg.kafka, start_spec)), cfg.input
         )
-        parsed = parsed.cache()
+        # two passes (offsets, stats) over a source that is expensive to re-read: cache it
+        parsed = cached = parsed.cache()
         offsets_json = _kafka_end_offsets(parsed, starting)
         source = f"kafka:{topic}"
+        wide = wide_stats(parsed.select("sensor_id", "ts", *measures, "dead_reason"), measures)
     else:
-        parsed = _read_files(spark, cfg).cache()
+        parsed = _read_files(spark, cfg)
         source = f"{cfg.train.source_format}:{cfg.path(cfg.train.source_path)}"
-    counts = parsed.agg(F.count(F.lit(1)).alias("all"), F.count("dead_reason").alias("bad")).first()
-    readings = parsing.readings(parsed, cfg.input)
-    prev_stats = None
-    if prev is not None:
-        prev_stats = model_store.read_version(spark, table, prev.version).select(*model_store.STAT_COLUMNS)
-        if cfg.train.source_format != "kafka":
+        if prev_stats is None:
+            wide = wide_stats(parsed, measures)
+        else:
             cutoff = prev_stats.agg(F.min("last_ts")).first()[0]
-            last = prev_stats.select("sensor_id", "metric", F.col("last_ts").alias("_last"))
-            readings = (
-                readings.where(F.col("ts") > F.lit(cutoff))
-                .join(F.broadcast(last), ["sensor_id", "metric"], "left")
-                .where(F.col("_last").isNull() | (F.col("ts") > F.col("_last")))
-                .drop("_last")
+            # rows without a usable ts are kept so they are still counted as rejected
+            fresh = parsed.where((F.col("ts") > F.lit(cutoff)) | F.col("ts").isNull())
+            last = _last_ts_wide(prev_stats, measures)
+            wide = wide_stats(
+                fresh.join(F.broadcast(last), ["sensor_id"], "left"), measures, incremental=True
             )
-    stats = compute_stats(readings)
+    wide = wide.cache()
+    counts = wide.agg(F.sum("_rows").alias("all"), F.sum("_bad").alias("bad")).first()
+    stats = unpivot_stats(wide, measures)
     if prev_stats is not None:
         stats = merge_stats(prev_stats, stats)
     version = model_store.next_version(latest.version if latest else None)
     info = model_store.write_version(
         spark, stats, table, json_dir, version=version, mode=mode, source=source, source_offsets=offsets_json
     )
-    parsed.unpersist()
-    if counts.bad:
-        log.warning("train: %d of %d history records were unusable and skipped", counts.bad, counts.all)
-    return TrainResult(version, mode, info.series, int(counts.all), int(counts.bad), offsets_json)
+    wide.unpersist()
+    if prev_stats is not None:
+        prev_stats.unpersist()
+    if cached is not None:
+        cached.unpersist()
+    rows_all, rows_bad = int(counts.all or 0), int(counts.bad or 0)
+    if rows_bad:
+        log.warning("train: %d of %d history records were unusable and skipped", rows_bad, rows_all)
+    return TrainResult(version, mode, info.series, rows_all, rows_bad, offsets_json)

@@ -4,12 +4,13 @@ and a restart from the checkpoint continues the same scores."""
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from spark_anomaly import replay
+from spark_anomaly import detect, replay, stateful
 from spark_anomaly.config import DetectorSpec
 
 from .helpers import config, new_topic, produce, read_table, reading, run_available_now
@@ -56,3 +57,79 @@ def test_two_stateful_detectors_tagged_and_equal_to_replay_across_restart(spark,
     # the robust detector's window (20) fills early, so the late spike is caught by it
     spikes = got[(got.detector == "robust") & got.is_anomaly & (got.metric == "temp")]
     assert 1_000 * (900 - 7) in set(spikes["ts"])
+
+
+def _scored(spark, tmp_path) -> pd.DataFrame:
+    return pd.DataFrame([r.asDict() for r in read_table(spark, tmp_path / "scored")])
+
+
+def test_one_bucket_many_series_equal_to_replay_and_changed_buckets_refused(spark, kafka_bootstrap, tmp_path):
+    """All series in one bucket (one group call per batch) still score as the replay does;
+    restarting the checkpoint with another bucket count stops with a clear error."""
+    topic = new_topic(kafka_bootstrap)
+    cfg, _ = config(tmp_path, kafka_bootstrap, topic, DETECTORS, "detect.state_buckets=1")
+    produce(kafka_bootstrap, topic, _records(0, 300))
+    run_available_now(spark, cfg)
+    produce(kafka_bootstrap, topic, _records(300, 300))
+    run_available_now(spark, cfg)
+    got = _scored(spark, tmp_path)
+    assert len(got) == 2 * 2 * 600
+    readings = got[got.detector == "ema"][
+        ["sensor_id", "metric", "ts", "value", "source_partition", "source_offset"]
+    ]
+    want = replay.replay_pandas(readings, [DetectorSpec("ema", {}), DetectorSpec("robust", {"window": 20})])
+    merged = got.merge(want, on=["detector", "sensor_id", "metric", "ts"], suffixes=("", "_replay"))
+    assert len(merged) == len(got)
+    for col in ("score", "lower", "upper"):
+        np.testing.assert_array_equal(merged[col].to_numpy(float), merged[f"{col}_replay"].to_numpy(float))
+
+    produce(kafka_bootstrap, topic, _records(600, 30))
+    cfg2, _ = config(tmp_path, kafka_bootstrap, topic, DETECTORS, "detect.state_buckets=2")
+    q = detect.start(spark, cfg2, available_now=True)
+    try:
+        q.await_all(300)
+    except Exception:  # noqa: BLE001, S110 - the failure is read from the query below
+        pass
+    finally:
+        q.stop()
+    errors = [str(x.exception()) for x in q.queries if x.exception() is not None]
+    assert any("state_buckets is 2 but the checkpoint's state was written with 1" in e for e in errors)
+
+
+def test_silent_series_expire_from_the_bucket_state(spark, kafka_bootstrap, tmp_path):
+    """With a short state timeout, series that stay silent are dropped from their bucket's state
+    and a series that comes back after the timeout starts from scratch."""
+    topic = new_topic(kafka_bootstrap)
+    cfg, _ = config(
+        tmp_path,
+        kafka_bootstrap,
+        topic,
+        DETECTORS,
+        "detect.state_buckets=1",
+        "detect.state_timeout=2 seconds",
+    )
+    produce(kafka_bootstrap, topic, _records(0, 300))  # s0, s1, s2
+    run_available_now(spark, cfg)
+    time.sleep(3)
+    later = [r for r in _records(300, 60) if r[0] == "s1"]
+    produce(kafka_bootstrap, topic, later)
+    run_available_now(spark, cfg)
+
+    got = _scored(spark, tmp_path)
+    s1_late = got[(got.sensor_id == "s1") & (got.ts >= 300_000)]
+    assert len(s1_late) == 2 * 2 * 20
+    # s1 was silent for longer than the timeout too: it restarted, so it scores as a fresh replay
+    readings = s1_late[s1_late.detector == "ema"][
+        ["sensor_id", "metric", "ts", "value", "source_partition", "source_offset"]
+    ]
+    want = replay.replay_pandas(readings, [DetectorSpec("ema", {}), DetectorSpec("robust", {"window": 20})])
+    merged = s1_late.merge(want, on=["detector", "sensor_id", "metric", "ts"], suffixes=("", "_replay"))
+    assert len(merged) == len(s1_late)
+    np.testing.assert_array_equal(merged["score"].to_numpy(float), merged["score_replay"].to_numpy(float))
+    assert (s1_late[s1_late.detector == "robust"].reason == "warm-up").all()  # 20 readings < window + 1
+
+    # the bucket's state now holds s1 only: s0 and s2 expired
+    state = spark.read.format("statestore").load(str(tmp_path / "ckpt" / "stateful")).collect()
+    assert len(state) == 1
+    series = stateful.load_bucket(bytes(state[0]["value"]["groupState"]["blob"]), 1)
+    assert sorted(series) == [("s1", "hum"), ("s1", "temp")]

@@ -65,12 +65,29 @@ def test_cluster_example_loads():
     assert cfg.spark.master is None and cfg.spark.packages
 
 
-def test_detect_rejects_unknown_detector_params_and_unimplemented_aggregation():
+def test_detect_rejects_unknown_detector_params_and_bad_aggregation():
     from spark_anomaly import detect
 
     with pytest.raises(ConfigError, match=r"detect.detectors\[0\] \(ema\).*no parameter\(s\) windw"):
         detect.validate(load_config(overrides=["detect.detectors=[{name: ema, params: {windw: 3}}]"]))
     with pytest.raises(ConfigError, match="unknown detector 'emma'"):
         detect.validate(load_config(overrides=["detect.detectors=[{name: emma}]"]))
-    with pytest.raises(ConfigError, match="pre-aggregation is not implemented"):
-        detect.validate(load_config(overrides=["detect.aggregation.window=1 minute"]))
+    detect.validate(load_config(overrides=["detect.aggregation.window=1 minute"]))  # zscore: wired
+    with pytest.raises(ConfigError, match="detect.aggregation.window must be a positive duration"):
+        detect.validate(load_config(overrides=["detect.aggregation.window=a minute"]))
+
+
+def test_detect_accepts_aggregation_with_stateful_detectors_through_a_distinct_table():
+    from spark_anomaly import detect
+
+    agg = ["detect.aggregation.window=1 minute", "detect.detectors=[{name: zscore}, {name: ema}]"]
+    cfg = load_config(overrides=agg)
+    detect.validate(cfg)  # the stateful detectors read the aggregates from detect.aggregation.table
+    assert cfg.path(cfg.detect.aggregation.table).endswith("var/delta/aggregated")
+    with pytest.raises(ConfigError, match="detect.aggregation.table must differ from detect.sink_table"):
+        detect.validate(load_config(overrides=[*agg, "detect.aggregation.table=var/delta/scored"]))
+    with pytest.raises(ConfigError, match=r"detect.aggregation.table must name a Delta table.*\(ema\)"):
+        detect.validate(load_config(overrides=[*agg, "detect.aggregation.table=''"]))
+    # zscore alone never writes the table, so it is not checked
+    zscore_only = ["detect.aggregation.window=1 minute", "detect.aggregation.table=var/delta/scored"]
+    detect.validate(load_config(overrides=zscore_only))

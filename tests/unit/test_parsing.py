@@ -15,6 +15,8 @@ BAD = {
     '{"id": "a", "ts": 1, "temp": 1}': "missing field hum",
     '{"id": "a", "ts": -5, "temp": 1, "hum": 2}': "field ts is negative",
     "": "empty payload",
+    "  \n ": "empty payload",
+    "[1, 2]": "missing field id",
 }
 
 
@@ -31,6 +33,13 @@ def test_good_and_bad_payloads(spark):
     assert readings[0].source_offset == 0
     dead = {r.raw: r.reason for r in parsing.dead_letters(parsed).collect()}
     assert dead == BAD
+
+
+def test_null_payload_is_empty(spark):
+    """A Kafka tombstone (null value) is a dead letter, not a reading."""
+    df = spark.createDataFrame([(None, 0)], "raw string, offset long")
+    dead = parsing.dead_letters(parsing.parse(df, load_config().input)).collect()
+    assert [(r.raw, r.reason) for r in dead] == [(None, "empty payload")]
 
 
 def test_configured_fields_and_seconds(spark):

@@ -101,3 +101,49 @@ def test_failed_write_leaves_no_visible_version(spark, tmp_path):
         model_store.write_version(spark, stats, table, None, version=good + 1, mode="full", source="test")
     assert model_store.latest_version(spark, table).version == good
     assert spark.read.format("delta").load(table).where(F.col("version") == good + 1).count() == 0
+
+
+def _delta_history(spark, path, start, count, seed, mode):
+    """Wide records (id, ts, temp, hum) of 3 sensors; record ``start + 5`` has a null hum (rejected)."""
+    rng = np.random.default_rng(seed)
+    rows = [
+        (
+            f"s{i % 3}",
+            1_000 * i,
+            float(1e6 + rng.normal(0, 2)),
+            None if i == start + 5 else float(rng.normal(40, 5)),
+        )
+        for i in range(start, start + count)
+    ]
+    spark.createDataFrame(rows, "id string, ts long, temp double, hum double").write.format("delta").mode(
+        mode
+    ).save(str(path))
+    return rows
+
+
+def test_delta_source_one_pass_incremental_reads_only_new_rows(spark, tmp_path):
+    old = _delta_history(spark, tmp_path / "h", 0, 400, seed=5, mode="overwrite")
+    inc = _cfg(tmp_path, "dinc", tmp_path / "h")
+    inc.train.source_format = "delta"
+    first = train.run(spark, inc, "full")
+    assert (first.series, first.rows_read, first.rows_rejected) == (6, 400, 1)
+    s = _stats(spark, inc, first.version)[("s2", "hum")]
+    hums = np.array([r[3] for r in old if r[0] == "s2" and r[3] is not None])
+    # the rejected record (i=5, s2) counts for neither metric of its series
+    assert s.n == hums.size and _stats(spark, inc, first.version)[("s2", "temp")].n == hums.size
+    assert s.m2 == pytest.approx(((hums - hums.mean()) ** 2).sum(), rel=1e-9)
+    _delta_history(spark, tmp_path / "h", 400, 300, seed=6, mode="append")
+    second = train.run(spark, inc, "incremental")
+    # only records after the earliest per-series last_ts (397000) are scanned: 398000, 399000 + 300 new
+    assert (second.rows_read, second.rows_rejected) == (302, 1)
+    full = _cfg(tmp_path, "dfull", tmp_path / "h")
+    full.train.source_format = "delta"
+    want, got = (
+        _stats(spark, full, train.run(spark, full, "full").version),
+        _stats(spark, inc, second.version),
+    )
+    assert set(got) == set(want)
+    for key, w in want.items():
+        g = got[key]
+        assert (g.n, g.min, g.max, g.first_ts, g.last_ts) == (w.n, w.min, w.max, w.first_ts, w.last_ts)
+        assert g.mean == pytest.approx(w.mean, rel=1e-12) and g.m2 == pytest.approx(w.m2, rel=1e-9)

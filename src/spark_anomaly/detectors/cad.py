@@ -574,34 +574,38 @@ class CadDetector(Detector):
         return Verdict(NAN, NAN, 0.0, 0.0, False, "learning range")
 
     def process(self, values: np.ndarray, ts: np.ndarray) -> pd.DataFrame:
-        n = len(values)
-        if n == 0:
+        rows = self.process_rows(values, ts)
+        if not rows:
             return empty_results(0)
-        score: list[float] = []
-        prob: list[float] = []
-        reason: list[str] = []
+        _, _, score, prob, anom, reason = zip(*rows, strict=True)
+        n = len(rows)
+        return pd.DataFrame(
+            {
+                "lower": np.full(n, np.nan),
+                "upper": np.full(n, np.nan),
+                "score": np.array(score, dtype=float),
+                "probability": np.array(prob, dtype=float),
+                "is_anomaly": np.array(anom, dtype=bool),
+                "reason": np.array(reason, dtype=object),
+            },
+            columns=list(RESULT_COLUMNS),
+        )
+
+    def process_rows(
+        self, values: np.ndarray, ts: np.ndarray
+    ) -> list[tuple[float, float, float, float, bool, str]]:
+        """``process`` as Verdict-shaped tuples, no frame: drivers batch many series' rows."""
+        out = []
         step = self._cad_step
+        thr = self._thr
         for x in np.asarray(values, dtype=float).tolist():
             if self._lo is not None and x == x:
                 s, p, r = step(x)
             else:
                 v = self.process_one(x, 0)
                 s, p, r = v.score, v.probability, v.reason
-            score.append(s)
-            prob.append(p)
-            reason.append(r)
-        scores = np.array(score, dtype=float)
-        return pd.DataFrame(
-            {
-                "lower": np.full(n, np.nan),
-                "upper": np.full(n, np.nan),
-                "score": scores,
-                "probability": np.array(prob, dtype=float),
-                "is_anomaly": scores >= self._thr,
-                "reason": np.array(reason, dtype=object),
-            },
-            columns=list(RESULT_COLUMNS),
-        )
+            out.append((NAN, NAN, s, p, s >= thr, r))
+        return out
 
     # ------------------------------------------------------------------ state
     def get_state(self) -> dict[str, Any]:

@@ -6,7 +6,9 @@ the past, the distribution of the wrapped detector's recent raw output (the idea
 "anomaly likelihood"):
 
 1. raw r_t: the wrapped detector's ``score``, or (``raw: band``) the reading's distance from the
-   band centre in half band widths |x - c| / h (capped), or ``auto``: band when there is one.
+   band centre in half band widths |x - c| / h (capped), or ``auto``: band when there is one,
+   or ``excess``: how far the reading lands outside the band, max(0, |x - c| / h - 1) (0 inside,
+   so a series that stays in its band for long makes its first excursion stand out).
 2. a_t = mean of the last ``short_window`` raws (a sustained change scores more than one blip).
 3. The long-term mean mu and standard deviation sd of a over the last ``history`` steps (before
    this one); z = (a_t - mu) / max(sd, sd_floor); tail q = Q(z) = P(Z > z).
@@ -31,7 +33,7 @@ import pandas as pd
 from ._composite import band_deviation, build_member, frame, member_spec
 from .base import Detector, SeriesPrior, Verdict
 
-_RAW = ("auto", "score", "band", "probability")
+_RAW = ("auto", "score", "band", "probability", "excess")
 _SQRT2 = math.sqrt(2.0)
 AUTO_DECIDE = 200
 
@@ -92,8 +94,9 @@ class CalibratedDetector(Detector):
     def _raws(self, x: np.ndarray, out: pd.DataFrame) -> np.ndarray:
         if self._mode is None:
             return self._auto_raws(x, out)
-        if self._mode == "band":
-            return band_deviation(x, out["lower"], out["upper"], self.config.band_cap)
+        if self._mode in ("band", "excess"):
+            dev = band_deviation(x, out["lower"], out["upper"], self.config.band_cap)
+            return dev if self._mode == "band" else np.maximum(dev - 1.0, 0.0)
         col = "probability" if self._mode == "probability" else "score"
         return out[col].to_numpy(dtype=float)
 

@@ -167,14 +167,19 @@ class NormalDetector(Detector):
             self._learn_value(x)
 
     def process(self, values: np.ndarray, ts: np.ndarray) -> pd.DataFrame:
+        return frame_from_rows(self.process_rows(values, ts))
+
+    def process_rows(
+        self, values: np.ndarray, ts: np.ndarray
+    ) -> list[tuple[float, float, float, float, bool, str]]:
+        """``process`` as Verdict-shaped tuples, no frame: drivers batch many series' rows."""
         xs = np.asarray(values, dtype=float)
         tss = np.asarray(ts)
         if len(xs) != len(tss):
             raise ValueError(f"normal: {len(xs)} values but {len(tss)} timestamps")
         ts_list = tss.astype(np.int64).tolist() if self.config.inter_arrival else [0] * len(xs)
         step = self._step
-        rows = [step(x, t) for x, t in zip(xs.tolist(), ts_list, strict=True)]
-        return frame_from_rows(rows)
+        return [step(x, t) for x, t in zip(xs.tolist(), ts_list, strict=True)]
 
     # -- state -------------------------------------------------------------------------------
 

@@ -19,6 +19,8 @@ _DETECTORS: dict[str, str] = {
     "calibrated": "spark_anomaly.detectors.calibrated:CalibratedDetector",
     "ensemble": "spark_anomaly.detectors.ensemble:EnsembleDetector",
     "suppression": "spark_anomaly.detectors.suppression:SuppressionDetector",
+    "delta": "spark_anomaly.detectors.delta:DeltaDetector",
+    "range": "spark_anomaly.detectors.range:RangeDetector",
 }
 
 

@@ -162,11 +162,15 @@ class RobustDetector(Detector):
             self._learn(x)
 
     def process(self, values: np.ndarray, ts: np.ndarray) -> pd.DataFrame:
+        return frame_from_rows(self.process_rows(values, ts))
+
+    def process_rows(self, values: np.ndarray, ts: np.ndarray) -> list[Step]:
+        """``process`` as Verdict-shaped tuples, no frame: drivers batch many series' rows."""
         xs = np.asarray(values, dtype=float)
         if len(xs) != len(ts):
             raise ValueError(f"robust: {len(xs)} values but {len(ts)} timestamps")
         step = self._step
-        return frame_from_rows([step(x) for x in xs.tolist()])
+        return [step(x) for x in xs.tolist()]
 
     def get_state(self) -> dict[str, Any]:
         """The window in arrival order (the sorted copy is rebuilt on restore)."""

@@ -1,0 +1,100 @@
+"""range: how far a reading lands outside the range the series was trained on.
+
+Many incidents (NAB's machine failures, CPU saturation, traffic jams) first show up as values the
+series never took while it was healthy. This core keeps the trained range [min, max] fixed (from
+the train job's model, ``SeriesPrior.min``/``max``; without a prior it learns min/max from the
+first ``warmup`` readings and then freezes them) and reports the excursion beyond it:
+
+band = [min - margin·w, max + margin·w] with w = max - min; excess = distance outside the band
+in band widths (0 inside); score = probability = 1 - exp(-excess); is_anomaly = outside the band.
+Inside the band nothing is scored, so wrapped in ``calibrated`` (raw: excess) a series that stays
+in range for a long time makes its first excursion stand out.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from .base import NAN, Detector, SeriesPrior, Verdict, frame_from_rows
+
+
+@dataclass(frozen=True)
+class RangeConfig:
+    """margin: band widening on each side, as a fraction of the trained width. warmup: readings
+    learned before scoring when there is no prior. min_width: smallest band width (a flat
+    training range)."""
+
+    margin: float = 0.0
+    warmup: int = 500
+    min_width: float = 1e-9
+
+    def __post_init__(self) -> None:
+        if self.margin < 0:
+            raise ValueError(f"range.margin must be >= 0, got {self.margin}")
+        if self.warmup < 1:
+            raise ValueError(f"range.warmup must be >= 1, got {self.warmup}")
+        if not self.min_width > 0:
+            raise ValueError(f"range.min_width must be > 0, got {self.min_width}")
+
+
+class RangeDetector(Detector):
+    name: ClassVar[str] = "range"
+    uses_prior: ClassVar[bool] = True  # the trained model's min/max is the range
+    config_cls: ClassVar[type] = RangeConfig
+
+    def __init__(self, config: RangeConfig | None = None, prior: SeriesPrior | None = None) -> None:
+        self.config = config or RangeConfig()
+        self._lo = math.inf
+        self._hi = -math.inf
+        self._seen = 0  # readings learned (warm-up without a prior)
+        self._frozen = False
+        if prior is not None and math.isfinite(prior.min) and math.isfinite(prior.max) and prior.n > 0:
+            self._lo, self._hi, self._frozen = float(prior.min), float(prior.max), True
+
+    def _step(self, x: float) -> tuple[float, float, float, float, bool, str]:
+        c = self.config
+        if not math.isfinite(x):
+            return (NAN, NAN, 0.0, 0.0, False, "invalid value")
+        if not self._frozen:
+            self._lo, self._hi = min(self._lo, x), max(self._hi, x)
+            self._seen += 1
+            if self._seen >= c.warmup:
+                self._frozen = True
+            return (NAN, NAN, 0.0, 0.0, False, f"warm-up: learning the range ({self._seen}/{c.warmup})")
+        width = max(self._hi - self._lo, c.min_width)
+        lower, upper = self._lo - c.margin * width, self._hi + c.margin * width
+        span = max(upper - lower, c.min_width)
+        if x > upper:
+            excess, reason = (x - upper) / span, "above trained range"
+        elif x < lower:
+            excess, reason = (lower - x) / span, "below trained range"
+        else:
+            return (lower, upper, 0.0, 0.0, False, "ok")
+        score = -math.expm1(-excess)
+        return (lower, upper, score, score, True, f"{reason} by {excess:.3g} widths")
+
+    def process_one(self, x: float, ts: int) -> Verdict:
+        return Verdict(*self._step(float(x)))
+
+    def process_rows(
+        self, values: np.ndarray, ts: np.ndarray
+    ) -> list[tuple[float, float, float, float, bool, str]]:
+        """Verdict-shaped tuples (the drivers' fast path); same numbers as ``process_one``."""
+        step = self._step
+        return [step(float(x)) for x in np.asarray(values, dtype=float)]
+
+    def process(self, values: np.ndarray, ts: np.ndarray) -> pd.DataFrame:
+        return frame_from_rows(self.process_rows(values, ts))
+
+    def get_state(self) -> dict[str, Any]:
+        return {"lo": self._lo, "hi": self._hi, "seen": self._seen, "frozen": self._frozen}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self._lo, self._hi = float(state["lo"]), float(state["hi"])
+        self._seen = int(state["seen"])
+        self._frozen = bool(state["frozen"])
