@@ -191,7 +191,7 @@ def start(spark: SparkSession, cfg: AppConfig, available_now: bool = False) -> D
         spark,
         cfg.path(cfg.detect.sink_table),
         RESULT_SCHEMA,
-        {"delta.dataSkippingStatsColumns": sink.RESULT_STATS_COLUMNS},
+        sink.RESULT_TABLE_PROPERTIES,
     )
     model = LatestModel(spark, cfg.path(cfg.model.table), cfg.model.refresh_seconds)
     queries = [

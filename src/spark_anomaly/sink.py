@@ -17,6 +17,11 @@ from pyspark.sql import types as T
 # result table that is every column, on every row written. Queries filter by series, time, detector
 # and score, so statistics on those are kept and the rest (strings such as ``reason``) are skipped.
 RESULT_STATS_COLUMNS = "sensor_id,metric,ts,detector,score"
+# Properties of the tables the detect job appends to every micro-batch. A Delta checkpoint (a
+# Parquet rewrite of the log) every 100 commits instead of 10: the checkpointing batch was the
+# slowest commit (p99 of a commit 1.2 s -> 0.6 s measured at 78k rows per batch).
+STREAM_TABLE_PROPERTIES = {"delta.checkpointInterval": "100"}
+RESULT_TABLE_PROPERTIES = {**STREAM_TABLE_PROPERTIES, "delta.dataSkippingStatsColumns": RESULT_STATS_COLUMNS}
 
 
 def app_id(checkpoint: str, table: str) -> str:

@@ -270,9 +270,7 @@ def start_readings_query(
     )
     sink_table = cfg.path(cfg.detect.sink_table)
     # idempotent; detect.start does the same: statistics only on the columns queries filter by
-    sink.ensure_table(
-        spark, sink_table, RESULT_SCHEMA, {"delta.dataSkippingStatsColumns": sink.RESULT_STATS_COLUMNS}
-    )
+    sink.ensure_table(spark, sink_table, RESULT_SCHEMA, sink.RESULT_TABLE_PROPERTIES)
     ckpt = cfg.path(cfg.detect.checkpoint) + "/" + checkpoint
     app = sink.app_id(ckpt, sink_table)
     only_anomalies = cfg.detect.output == "anomalies"

@@ -8,10 +8,11 @@ from spark_anomaly.results import RESULT_SCHEMA
 
 def test_ensure_table_creates_contract_once(spark, tmp_path):
     table = str(tmp_path / "scored")
-    props = {"delta.dataSkippingStatsColumns": sink.RESULT_STATS_COLUMNS}
+    props = sink.RESULT_TABLE_PROPERTIES
     sink.ensure_table(spark, table, RESULT_SCHEMA, props)
     detail = DeltaTable.forPath(spark, table).detail().collect()[0]
     assert detail.properties["delta.dataSkippingStatsColumns"] == sink.RESULT_STATS_COLUMNS
+    assert detail.properties["delta.checkpointInterval"] == "100"
     assert spark.read.format("delta").load(table).schema == RESULT_SCHEMA
     version = DeltaTable.forPath(spark, table).history(1).collect()[0].version
     sink.ensure_table(spark, table, RESULT_SCHEMA, props)  # exists: no new commit
