@@ -443,8 +443,8 @@ def render(meta: dict[str, Any], results: dict[str, dict]) -> str:
         f"Machine: {m['nproc']} cores ({m['cpu']}), {m['memory_gib']} GiB, Linux {m['kernel']}; "
         f"Python {m['python']}, PySpark {m['pyspark']} (`local[2]`, driver 2g), {m['java']}, "
         f"{m['delta']}, broker {m['kafka_broker']} (KRaft, one node, loopback). "
-        "**Shared machine**: other engineers' Spark jobs ran concurrently, so every figure carries the "
-        "1-minute load average before/after it (2 = both cores busy).",
+        "The machine may be shared with other jobs, so every figure carries the 1-minute load average "
+        "before/after it (2 = both cores busy).",
         "",
         f'Data: loadgen seed-003 JSON (`{{"id","ts","temp","hum"}}`), {SENSORS:,} sensors, seed 42, '
         "one topic with 2 partitions, lz4, anomalies at rate 5e-4, no malformed records. One event = one "
@@ -477,8 +477,8 @@ def render(meta: dict[str, Any], results: dict[str, dict]) -> str:
     out += [
         "",
         "How each figure is made: *train* = `train.run(spark, cfg, 'full')` over the same records as JSON-lines "
-        "files (500k per file; includes the cache + count, the groupBy, the Delta model write and the JSON "
-        "export; it is the session's first Spark job, so JIT warm-up lands here); *pandas* = orjson per line + "
+        "files (500k per file; includes JSON parsing, the one aggregation pass, the Delta model write and the "
+        "JSON export; it is the session's first Spark job, so JIT warm-up lands here); *pandas* = orjson per line + "
         "`DataFrame.melt` + `groupby(...).agg(count, mean, var, min, max, ts min/max)`, M2 = var·(n−1); "
         "*noop* = `detect.parsed_stream` → `format('noop')`; *zscore* = `detect.start(spark, cfg, "
         "available_now=True)` with the conf's zscore detector (intake query: persist, dead-letter check, "
@@ -490,9 +490,9 @@ def render(meta: dict[str, Any], results: dict[str, dict]) -> str:
         "process, confluent-kafka `consume(20000)`, orjson, dict lookup of the model, "
         "`detectors.zscore.score_arrays`, no sink, no dead-letter table (unparsable records only counted).",
         "",
-        "Not measured: end-to-end latency and the 30-minute soak (out of scope for the quick mode); from_json "
-        "vs alternative parsers; malformed-record rates > 0; partition counts other than 2 and "
-        "`maxOffsetsPerTrigger` other than the conf value. The *parse:* rows are a "
+        "Not measured: malformed-record rates > 0; partition counts other than 2; `maxOffsetsPerTrigger` "
+        "other than the values above; the 30-minute soak and 100M-record training only in full mode (`make bench`). "
+        "A CPU figure is wrong (even negative) when a process of the tree exits between the two samples. The *parse:* rows are a "
         "batch read of the history files into noop (second of two runs each); only `parsing.parse` keeps `raw` "
         "and computes `dead_reason`, so the others are lower bounds of what a cheaper parser would cost, not "
         "drop-in replacements.",

@@ -15,7 +15,7 @@ import pandas as pd
 
 from .config import DetectorSpec
 from .detectors import RESULT_COLUMNS, Detector, SeriesPrior, registry
-from .detectors.base import empty_results
+from .detectors.base import Step, empty_results, result_columns
 
 
 @dataclass(frozen=True)
@@ -36,24 +36,6 @@ def bind(specs: list[DetectorSpec]) -> list[BoundDetector]:
         tag = spec.name if seen[spec.name] == 1 else f"{spec.name}#{seen[spec.name]}"
         out.append(BoundDetector(tag, spec.name, registry.make_config(spec.name, spec.params)))
     return out
-
-
-Step = tuple[float, float, float, float, bool, str]
-
-
-def _columns(rows: list[Step]) -> dict[str, np.ndarray]:
-    """RESULT_COLUMNS arrays (dtypes of ``empty_results``) from Verdict-shaped tuples, built once."""
-    if not rows:
-        return {c: empty_results(0)[c].to_numpy() for c in RESULT_COLUMNS}
-    lower, upper, score, prob, anom, reason = zip(*rows, strict=True)
-    return {
-        "lower": np.array(lower, dtype=float),
-        "upper": np.array(upper, dtype=float),
-        "score": np.array(score, dtype=float),
-        "probability": np.array(prob, dtype=float),
-        "is_anomaly": np.array(anom, dtype=bool),
-        "reason": np.array(reason, dtype=object),
-    }
 
 
 def run_batch(
@@ -103,7 +85,7 @@ def run_batch(
                 frames.append(core.process(vals[lo:hi], tss[lo:hi]))
             st[tag] = core.get_state()
         if fast:
-            out[tag] = _columns(rows)
+            out[tag] = result_columns(rows)
         else:
             frame = pd.concat(frames, ignore_index=True) if frames else empty_results(0)
             out[tag] = {c: frame[c].to_numpy() for c in RESULT_COLUMNS}

@@ -100,18 +100,46 @@ def empty_results(n: int) -> pd.DataFrame:
     )
 
 
-def frame_from_rows(rows: list[tuple[float, float, float, float, bool, str]]) -> pd.DataFrame:
-    """Result columns from Verdict-shaped tuples, with the dtypes of ``empty_results``."""
+Step = tuple[float, float, float, float, bool, str]
+
+
+def result_columns(rows: list[Step]) -> dict[str, np.ndarray]:
+    """RESULT_COLUMNS arrays from Verdict-shaped tuples, with the dtypes of ``empty_results``."""
     if not rows:
-        return empty_results(0)
+        return {c: empty_results(0)[c].to_numpy() for c in RESULT_COLUMNS}
     lower, upper, score, prob, anom, reason = zip(*rows, strict=True)
-    return pd.DataFrame(
-        {
-            "lower": np.array(lower, dtype=float),
-            "upper": np.array(upper, dtype=float),
-            "score": np.array(score, dtype=float),
-            "probability": np.array(prob, dtype=float),
-            "is_anomaly": np.array(anom, dtype=bool),
-            "reason": np.array(reason, dtype=object),
-        }
-    )
+    return {
+        "lower": np.array(lower, dtype=float),
+        "upper": np.array(upper, dtype=float),
+        "score": np.array(score, dtype=float),
+        "probability": np.array(prob, dtype=float),
+        "is_anomaly": np.array(anom, dtype=bool),
+        "reason": np.array(reason, dtype=object),
+    }
+
+
+def frame_from_rows(rows: list[Step]) -> pd.DataFrame:
+    """Result columns from Verdict-shaped tuples, with the dtypes of ``empty_results``."""
+    return pd.DataFrame(result_columns(rows), columns=list(RESULT_COLUMNS))
+
+
+class StepDetector(Detector):
+    """A detector whose work per reading is one ``_step(x)`` returning a Verdict-shaped tuple:
+    ``process_one``, the drivers' ``process_rows`` fast path and ``process`` all come from it."""
+
+    @abstractmethod
+    def _step(self, x: float) -> Step:
+        """Score ``x`` against the past, then learn it."""
+
+    def process_one(self, x: float, ts: int) -> Verdict:
+        return Verdict(*self._step(float(x)))
+
+    def process_rows(
+        self, values: np.ndarray, ts: np.ndarray
+    ) -> list[tuple[float, float, float, float, bool, str]]:
+        """Verdict-shaped tuples (the drivers' fast path); same numbers as ``process_one``."""
+        step = self._step
+        return [step(float(x)) for x in np.asarray(values, dtype=float)]
+
+    def process(self, values: np.ndarray, ts: np.ndarray) -> pd.DataFrame:
+        return frame_from_rows(self.process_rows(values, ts))

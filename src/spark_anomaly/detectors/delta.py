@@ -21,9 +21,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
-import pandas as pd
 
-from .base import NAN, Detector, SeriesPrior, Verdict, frame_from_rows
+from .base import NAN, SeriesPrior, StepDetector
 
 _SQRT2 = math.sqrt(2.0)
 
@@ -49,7 +48,7 @@ class DeltaConfig:
             raise ValueError(f"delta.sd_floor must be > 0, got {self.sd_floor}")
 
 
-class DeltaDetector(Detector):
+class DeltaDetector(StepDetector):
     name: ClassVar[str] = "delta"
     uses_prior: ClassVar[bool] = False
     config_cls: ClassVar[type] = DeltaConfig
@@ -89,19 +88,6 @@ class DeltaDetector(Detector):
         self._n = n
         self._recent.append(x)
         return out
-
-    def process_one(self, x: float, ts: int) -> Verdict:
-        return Verdict(*self._step(float(x)))
-
-    def process_rows(
-        self, values: np.ndarray, ts: np.ndarray
-    ) -> list[tuple[float, float, float, float, bool, str]]:
-        """Verdict-shaped tuples (the drivers' fast path); same numbers as ``process_one``."""
-        step = self._step
-        return [step(float(x)) for x in np.asarray(values, dtype=float)]
-
-    def process(self, values: np.ndarray, ts: np.ndarray) -> pd.DataFrame:
-        return frame_from_rows(self.process_rows(values, ts))
 
     def get_state(self) -> dict[str, Any]:
         return {

@@ -17,10 +17,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import numpy as np
-import pandas as pd
-
-from .base import NAN, Detector, SeriesPrior, Verdict, frame_from_rows
+from .base import NAN, SeriesPrior, StepDetector
 
 
 @dataclass(frozen=True)
@@ -42,7 +39,7 @@ class RangeConfig:
             raise ValueError(f"range.min_width must be > 0, got {self.min_width}")
 
 
-class RangeDetector(Detector):
+class RangeDetector(StepDetector):
     name: ClassVar[str] = "range"
     uses_prior: ClassVar[bool] = True  # the trained model's min/max is the range
     config_cls: ClassVar[type] = RangeConfig
@@ -77,19 +74,6 @@ class RangeDetector(Detector):
             return (lower, upper, 0.0, 0.0, False, "ok")
         score = -math.expm1(-excess)
         return (lower, upper, score, score, True, f"{reason} by {excess:.3g} widths")
-
-    def process_one(self, x: float, ts: int) -> Verdict:
-        return Verdict(*self._step(float(x)))
-
-    def process_rows(
-        self, values: np.ndarray, ts: np.ndarray
-    ) -> list[tuple[float, float, float, float, bool, str]]:
-        """Verdict-shaped tuples (the drivers' fast path); same numbers as ``process_one``."""
-        step = self._step
-        return [step(float(x)) for x in np.asarray(values, dtype=float)]
-
-    def process(self, values: np.ndarray, ts: np.ndarray) -> pd.DataFrame:
-        return frame_from_rows(self.process_rows(values, ts))
 
     def get_state(self) -> dict[str, Any]:
         return {"lo": self._lo, "hi": self._hi, "seen": self._seen, "frozen": self._frozen}
