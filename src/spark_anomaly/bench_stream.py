@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from . import kafka_admin
-from .benchmark import Result, _progress_stats, load1, timed_stream, tree_cpu_s
+from .benchmark import Result, _progress_stats, descendants, load1, timed_stream, tree_cpu_s
 
 SRC = str(Path(__file__).resolve().parent.parent)
 
@@ -45,32 +45,22 @@ def _rss_kib(pid: str) -> int:
     return 0
 
 
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return fh.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
 def rss_tree(root: int | None = None) -> dict[str, float]:
     """RSS in MiB of this process tree: JVM(s) (driver = executor in local mode), this Python
     driver, and Spark's Python workers (``pyspark.daemon``/``worker``)."""
     root = root or os.getpid()
-    parent: dict[int, int] = {}
-    cmd: dict[int, str] = {}
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat") as fh:
-                raw = fh.read()
-            with open(f"/proc/{d}/cmdline", "rb") as fh:
-                cmd[int(d)] = fh.read().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        parent[int(d)] = int(raw[raw.rindex(")") + 2 :].split()[1])
-    kids: dict[int, list[int]] = {}
-    for pid, pp in parent.items():
-        kids.setdefault(pp, []).append(pid)
+    pids, _ = descendants(root)
     out = {"jvm_mib": 0.0, "py_driver_mib": _rss_kib(str(root)) / 1024, "py_workers_mib": 0.0}
-    todo = list(kids.get(root, []))
-    while todo:
-        pid = todo.pop()
-        todo.extend(kids.get(pid, []))
-        c = cmd.get(pid, "")
+    for pid in pids:
+        c = _cmdline(pid)
         if "spark_anomaly.loadgen" in c:
             continue  # the benchmark's own paced producer, not part of the job
         if "java" in c.split(" ")[0]:

@@ -41,34 +41,40 @@ def load1() -> float:
     return os.getloadavg()[0]
 
 
+def _proc_stat(pid: str) -> list[str] | None:
+    """Fields of /proc/<pid>/stat after the command name (state, ppid, ...), None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            raw = fh.read()
+    except OSError:
+        return None
+    return raw[raw.rindex(")") + 2 :].split()
+
+
+def descendants(root: int | None = None) -> tuple[list[int], dict[int, list[str]]]:
+    """The pids below ``root`` (default: this process), and the stat fields of every process seen."""
+    root = root or os.getpid()
+    stats = {int(d): f for d in os.listdir("/proc") if d.isdigit() and (f := _proc_stat(d)) is not None}
+    kids: dict[int, list[int]] = {}
+    for pid, f in stats.items():
+        kids.setdefault(int(f[1]), []).append(pid)
+    out, todo = [], list(kids.get(root, []))
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(kids.get(pid, []))
+    return out, stats
+
+
 def tree_cpu_s(root: int | None = None) -> float:
     """CPU seconds (user+sys, plus reaped children) of this process and all its descendants:
     the driver, the Spark JVM and its Python workers. Unlike wall time, it hardly depends on
     what else the shared machine runs, so events per CPU-second is the steadier figure."""
     root = root or os.getpid()
     tick = os.sysconf("SC_CLK_TCK")
-    stats: dict[int, tuple[int, float]] = {}
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat") as fh:
-                raw = fh.read()
-        except OSError:
-            continue
-        f = raw[raw.rindex(")") + 2 :].split()
-        # after the command: state ppid ... utime(14) stime(15) cutime(16) cstime(17), 1-based overall
-        stats[int(d)] = (int(f[1]), sum(int(x) for x in f[11:15]) / tick)
-    kids: dict[int, list[int]] = {}
-    for pid, (ppid, _) in stats.items():
-        kids.setdefault(ppid, []).append(pid)
-    total, todo = 0.0, [root]
-    while todo:
-        pid = todo.pop()
-        if pid in stats:
-            total += stats[pid][1]
-        todo.extend(kids.get(pid, []))
-    return total
+    pids, stats = descendants(root)
+    # after the command: state ppid ... utime(14) stime(15) cutime(16) cstime(17), 1-based overall
+    return sum(sum(int(x) for x in stats[pid][11:15]) / tick for pid in [root, *pids] if pid in stats)
 
 
 @dataclass
