@@ -117,7 +117,8 @@ def _aggregate_batch(cfg: AppConfig, model: LatestModel, zcfg: zscore.ZScoreConf
     and (``to_table``) the windows themselves -> ``detect.aggregation.table`` for the stateful query."""
     ckpt = cfg.path(cfg.detect.checkpoint) + "/aggregate"
     sink_table, agg_table = cfg.path(cfg.detect.sink_table), cfg.path(cfg.detect.aggregation.table)
-    app, agg_app = sink.app_id(ckpt, sink_table), sink.app_id(ckpt, agg_table)
+    scored = sink.BatchAppender(sink_table, sink.app_id(ckpt, sink_table))
+    windows = sink.BatchAppender(agg_table, sink.app_id(ckpt, agg_table))
 
     def process(batch: DataFrame, batch_id: int) -> None:
         # Cached when read twice: recomputing would re-read the aggregation state store.
@@ -125,13 +126,13 @@ def _aggregate_batch(cfg: AppConfig, model: LatestModel, zcfg: zscore.ZScoreConf
             batch = batch.persist()
         try:
             if to_table:
-                sink.append_once(batch, agg_table, agg_app, batch_id)
+                windows.append(batch, batch_id)
             if zcfg is not None:
                 version, frame = model.get()
                 out = score_stateless(batch, frame, version, zcfg)
                 if cfg.detect.output == "anomalies":
                     out = out.where("is_anomaly")
-                sink.append_once(out, sink_table, app, batch_id)
+                scored.append(out, batch_id)
         finally:
             if to_table and zcfg is not None:
                 batch.unpersist()
@@ -142,7 +143,8 @@ def _aggregate_batch(cfg: AppConfig, model: LatestModel, zcfg: zscore.ZScoreConf
 def _intake_batch(spark: SparkSession, cfg: AppConfig, model: LatestModel, zcfg: zscore.ZScoreConfig | None):
     sink_table, dead_table = cfg.path(cfg.detect.sink_table), cfg.path(cfg.detect.dead_letter_table)
     ckpt = cfg.path(cfg.detect.checkpoint) + "/intake"
-    sink_app, dead_app = sink.app_id(ckpt, sink_table), sink.app_id(ckpt, dead_table)
+    scored = sink.BatchAppender(sink_table, sink.app_id(ckpt, sink_table))
+    dead_letters = sink.BatchAppender(dead_table, sink.app_id(ckpt, dead_table))
 
     def process(batch: DataFrame, batch_id: int) -> None:
         # Cached once for the two writes below; the payload is kept only where a dead letter needs it.
@@ -150,13 +152,13 @@ def _intake_batch(spark: SparkSession, cfg: AppConfig, model: LatestModel, zcfg:
         try:
             dead = parsing.dead_letters(parsed)
             if not dead.isEmpty():
-                sink.append_once(dead, dead_table, dead_app, batch_id)
+                dead_letters.append(dead, batch_id)
             if zcfg is not None:
                 version, frame = model.get()
                 out = score_stateless(parsing.readings(parsed, cfg.input), frame, version, zcfg)
                 if cfg.detect.output == "anomalies":
                     out = out.where("is_anomaly")
-                sink.append_once(out, sink_table, sink_app, batch_id)
+                scored.append(out, batch_id)
         finally:
             parsed.unpersist()
 
@@ -239,4 +241,5 @@ def start(spark: SparkSession, cfg: AppConfig, available_now: bool = False) -> D
             queries.append(
                 stateful.start_query(spark, cfg, stateful_specs, parsed_stream(spark, cfg), trigger)
             )
+    model.follow(lambda: any(q.isActive for q in queries))
     return DetectQueries(queries)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections.abc import Callable
 
 from pyspark.sql import DataFrame, SparkSession
 
@@ -15,26 +17,63 @@ log = logging.getLogger(__name__)
 class LatestModel:
     """Holds the newest model version as a cached DataFrame on the driver.
 
-    ``get`` is called once per micro-batch; it looks at the Delta table's commit number at most
-    every ``refresh_seconds`` (one small log read) and reloads only when it moved, so a new
-    version is picked up within a batch or two and an unchanged one costs nothing.
+    ``get`` is called once per micro-batch. The first call loads the model; after that, once
+    ``follow`` has started it, a daemon thread looks at the Delta table's commit number every
+    ``refresh_seconds`` and loads a new version beside the running batches. The look-up and a
+    reload (a few hundred ms of Spark jobs) thus stay off the micro-batch path, where they were
+    the slowest batches' extra latency; a new version is still picked up within a batch or two.
+    Without ``follow`` (or with ``refresh_seconds`` 0) ``get`` checks inline, at most that often.
     """
 
     def __init__(self, spark: SparkSession, table: str, refresh_seconds: float) -> None:
         self.spark, self.table, self.refresh_seconds = spark, table, refresh_seconds
-        self.version: int | None = None
-        self.frame: DataFrame = spark.createDataFrame([], model_store.PRIOR_SCHEMA)
+        # (version, frame) swapped as one reference, so a batch never sees a mixed pair
+        self._current: tuple[int | None, DataFrame] = (
+            None,
+            spark.createDataFrame([], model_store.PRIOR_SCHEMA),
+        )
+        self._previous: DataFrame | None = None
         self._commit: int | None = None
         self._checked_at = float("-inf")
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def version(self) -> int | None:
+        return self._current[0]
 
     def get(self) -> tuple[int | None, DataFrame]:
-        now = time.monotonic()
-        if now - self._checked_at >= self.refresh_seconds:
+        if self._thread is None or self._checked_at == float("-inf"):
+            self.refresh()
+        return self._current
+
+    def follow(self, running: Callable[[], bool]) -> None:
+        """Refresh in a daemon thread for as long as ``running()`` is true (the detect queries)."""
+        if self.refresh_seconds <= 0 or self._thread is not None:
+            return
+
+        def loop() -> None:
+            while running():
+                time.sleep(self.refresh_seconds)
+                try:
+                    self.refresh(force=True)
+                except Exception as error:  # keep scoring with the version we have
+                    log.warning("detect: model refresh failed (%s); keeping version %s", error, self.version)
+
+        self._thread = threading.Thread(target=loop, name="spark-anomaly-model-refresh", daemon=True)
+        self._thread.start()
+
+    def refresh(self, force: bool = False) -> None:
+        """Load the table's newest version if its commit number moved (checked at most every
+        ``refresh_seconds`` unless ``force``)."""
+        with self._lock:
+            now = time.monotonic()
+            if not force and now - self._checked_at < self.refresh_seconds:
+                return
             self._checked_at = now
             commit = model_store.commit_version(self.spark, self.table)
             if commit is not None and commit != self._commit:
                 self._load(commit)
-        return self.version, self.frame
 
     def _load(self, commit: int) -> None:
         version, df = model_store.read_latest(self.spark, self.table)
@@ -42,7 +81,8 @@ class LatestModel:
             return
         fresh = df.select("sensor_id", "metric", *model_store.PRIOR_COLUMNS).cache()
         series = fresh.count()
-        old = self.frame
-        self.frame, self.version, self._commit = fresh, version, commit
-        old.unpersist()
+        if self._previous is not None:  # two swaps old: no batch still plans with it
+            self._previous.unpersist()
+        self._previous = self._current[1]
+        self._current, self._commit = (version, fresh), commit
         log.warning("detect: model version %d loaded (%d series)", version, series)

@@ -272,12 +272,11 @@ def start_readings_query(
     # idempotent; detect.start does the same: statistics only on the columns queries filter by
     sink.ensure_table(spark, sink_table, RESULT_SCHEMA, sink.RESULT_TABLE_PROPERTIES)
     ckpt = cfg.path(cfg.detect.checkpoint) + "/" + checkpoint
-    app = sink.app_id(ckpt, sink_table)
+    appender = sink.BatchAppender(sink_table, sink.app_id(ckpt, sink_table))
     only_anomalies = cfg.detect.output == "anomalies"
 
     def write(batch: DataFrame, batch_id: int) -> None:
-        out = batch.where("is_anomaly") if only_anomalies else batch
-        sink.append_once(out, sink_table, app, batch_id)
+        appender.append(batch.where("is_anomaly") if only_anomalies else batch, batch_id)
 
     return (
         scored.writeStream.queryName("spark-anomaly-stateful")
