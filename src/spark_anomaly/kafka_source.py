@@ -6,12 +6,24 @@ from pyspark.sql import DataFrame, SparkSession
 
 from .config import KafkaConfig
 
+# Consumer sizing for catch-up reads. Spark's Kafka reader asks the broker for the partition's
+# earliest and latest offsets after every poll (two ListOffsets round trips), and a poll returns at
+# most ``max.poll.records`` (Kafka's default 500): at ~100-byte records that was a round-trip pair
+# per 500 records, 13% of the executor threads' samples in a stateful catch-up. Larger polls made
+# the ema detector 33k -> 43k events/s. Any of these can be overridden in ``kafka.options``.
+CONSUMER_DEFAULTS = {
+    "kafka.max.poll.records": "20000",
+    "kafka.max.partition.fetch.bytes": str(16 * 2**20),
+    "kafka.fetch.max.bytes": str(64 * 2**20),
+}
+
 
 def _options(kc: KafkaConfig) -> dict[str, str]:
     opts = {
         "kafka.bootstrap.servers": kc.bootstrap_servers,
         "subscribe": kc.topic,
         "failOnDataLoss": str(kc.fail_on_data_loss).lower(),
+        **CONSUMER_DEFAULTS,
     }
     # Security and tuning pass-through (kafka.security.protocol, kafka.sasl.*, kafka.ssl.*, ...).
     opts.update(kc.options)

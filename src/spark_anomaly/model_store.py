@@ -1,13 +1,16 @@
 """Model versions: a Delta table (source of truth) plus seed 003's JSON-lines export.
 
 One row per series per version. A version becomes visible in one Delta commit, so a reader
-never sees half of one; "latest" is the highest ``version`` in the table. The JSON file
+never sees half of one; "latest" is the highest ``version`` in the table (named in the commit that
+wrote it, so finding it is one log read). The JSON file
 ``sensors-m2-<version>.json`` is written to a temporary name and renamed into place after the
 commit, so a seed-003 reader listing ``*.json`` never picks up a partial file either.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import time
 from dataclasses import dataclass
 
@@ -67,9 +70,32 @@ def commit_version(spark: SparkSession, table: str) -> int | None:
     return int(DeltaTable.forPath(spark, table).history(1).select("version").first()[0])
 
 
+# The key of a version's VersionInfo in its commit's userMetadata: the newest version is read from
+# the last commit (one small log read) instead of scanning the table's version column.
+VERSION_KEY = "spark_anomaly_model"
+
+
 def latest_version(spark: SparkSession, table: str) -> VersionInfo | None:
     if not table_exists(spark, table):
         return None
+    from delta.tables import DeltaTable
+
+    last = DeltaTable.forPath(spark, table).history(1).select("userMetadata").first()
+    info = _info_from_commit(last.userMetadata if last else None)
+    return info if info is not None else _scan_latest_version(spark, table)
+
+
+def _info_from_commit(user_metadata: str | None) -> VersionInfo | None:
+    """The VersionInfo ``write_version`` put in a commit (None for other commits, e.g. OPTIMIZE)."""
+    try:
+        info = json.loads(user_metadata or "null")[VERSION_KEY]
+        return VersionInfo(**info)
+    except (ValueError, TypeError, KeyError):
+        return None
+
+
+def _scan_latest_version(spark: SparkSession, table: str) -> VersionInfo | None:
+    """The newest version from the data (tables whose last commit is not a version write)."""
     df = spark.read.format("delta").load(table)
     row = df.agg(F.max("version").alias("v")).first()
     if row is None or row.v is None:
@@ -135,11 +161,17 @@ def write_version(
         F.lit(source_offsets).cast("string").alias("source_offsets"),
         *[F.col(c) for c in STAT_COLUMNS],
     )
-    rows.write.format("delta").mode("append").save(table)
+    info = VersionInfo(version, mode, int(rng.c), rng.a, rng.b, source_offsets)
+    (
+        rows.write.format("delta")
+        .mode("append")
+        .option("userMetadata", json.dumps({VERSION_KEY: dataclasses.asdict(info)}))
+        .save(table)
+    )
     if json_dir:
         export_json(spark, stats, json_dir, version)
     stats.unpersist()
-    return VersionInfo(version, mode, int(rng.c), rng.a, rng.b, source_offsets)
+    return info
 
 
 def export_json(spark: SparkSession, stats: DataFrame, json_dir: str, version: int) -> str:

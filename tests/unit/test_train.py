@@ -103,6 +103,21 @@ def test_failed_write_leaves_no_visible_version(spark, tmp_path):
     assert spark.read.format("delta").load(table).where(F.col("version") == good + 1).count() == 0
 
 
+def test_latest_version_read_from_the_commit_equals_the_scan(spark, tmp_path):
+    _write_history(tmp_path / "hist", 0, 90, seed=5)
+    cfg = _cfg(tmp_path, "meta", tmp_path / "hist")
+    res = train.run(spark, cfg, "full")
+    table = cfg.path(cfg.model.table)
+    from_commit = model_store.latest_version(spark, table)
+    assert from_commit == model_store._scan_latest_version(spark, table)
+    assert (from_commit.version, from_commit.series, from_commit.mode) == (res.version, 6, "full")
+    # a later commit that is not a version write (here: an append without the mark, as an older
+    # release of the train job wrote) makes the reader fall back to scanning the data
+    older = model_store.read_version(spark, table, res.version).withColumn("version", F.lit(res.version + 7))
+    older.write.format("delta").mode("append").save(table)
+    assert model_store.latest_version(spark, table).version == res.version + 7
+
+
 def _delta_history(spark, path, start, count, seed, mode):
     """Wide records (id, ts, temp, hum) of 3 sensors; record ``start + 5`` has a null hum (rejected)."""
     rng = np.random.default_rng(seed)
