@@ -54,6 +54,19 @@ def test_suppression_keeps_one_alarm_per_period():
     assert out["reason"].iloc[320].startswith("suppressed") and out["score"].iloc[320] == 0
 
 
+def test_suppression_alarm_score_reports_alarms_at_that_score():
+    cfg = {"detector": "calibrated", "params": CAL, "threshold": 0.5, "rows": 100}
+    plain = registry.build("suppression", cfg).process(X, TS)
+    fixed = registry.build("suppression", {**cfg, "alarm_score": 0.75}).process(X, TS)
+    alarms = plain["is_anomaly"].to_numpy()
+    assert alarms.any() and (fixed["is_anomaly"].to_numpy() == alarms).all()
+    assert (plain["score"].to_numpy()[alarms] > 0.75).all()  # the inner score (the spike: 1)
+    assert (fixed["score"].to_numpy()[alarms] == 0.75).all()
+    np.testing.assert_array_equal(fixed["score"].to_numpy()[~alarms], plain["score"].to_numpy()[~alarms])
+    with pytest.raises(ValueError):
+        registry.build("suppression", {**cfg, "alarm_score": 1.5})
+
+
 def test_ensemble_max_and_mean():
     members = [
         {"detector": "calibrated", "params": CAL},

@@ -21,6 +21,7 @@ _DETECTORS: dict[str, str] = {
     "suppression": "spark_anomaly.detectors.suppression:SuppressionDetector",
     "delta": "spark_anomaly.detectors.delta:DeltaDetector",
     "range": "spark_anomaly.detectors.range:RangeDetector",
+    "novelty": "spark_anomaly.detectors.novelty:NoveltyDetector",
 }
 
 

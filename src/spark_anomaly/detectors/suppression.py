@@ -5,6 +5,12 @@ next ``rows`` readings and/or ``ms`` milliseconds of event time (whichever are c
 must have passed) later scores are reported as 0 with reason "suppressed". NAB rewards only the
 earliest detection in a window and charges for every further one, and operators want one page
 per incident, not one per reading.
+
+``alarm_score`` (optional): the score reported for an alarm, instead of the inner score. The
+first reading over the threshold usually scores just above it, so without it every alarm carries
+nearly the same score and a threshold tuned on one set of series can split them arbitrarily on
+another; with ``alarm_score: 1.0`` an alarm is an alarm (readings under the threshold still report
+the inner score).
 """
 
 from __future__ import annotations
@@ -26,11 +32,14 @@ class SuppressionConfig:
     threshold: float = 0.5
     rows: int = 0  # readings to stay silent after an alarm
     ms: int = 0  # event time to stay silent after an alarm
+    alarm_score: float | None = None  # score reported for an alarm (None: the inner score)
 
     def __post_init__(self) -> None:
         member_spec({"detector": self.detector, "params": self.params}, "suppression")
         if self.rows < 0 or self.ms < 0:
             raise ValueError("suppression: rows and ms must be >= 0")
+        if self.alarm_score is not None and not 0.0 <= self.alarm_score <= 1.0:
+            raise ValueError(f"suppression.alarm_score must be in [0, 1] or null, got {self.alarm_score!r}")
 
 
 class SuppressionDetector(Detector):
@@ -57,7 +66,8 @@ class SuppressionDetector(Detector):
                 return Verdict(v.lower, v.upper, 0.0, v.probability, False, f"suppressed ({v.reason})")
         if v.score >= c.threshold:
             self._since, self._alarm_ts = 0, int(ts)
-            return Verdict(v.lower, v.upper, v.score, v.probability, True, v.reason)
+            score = v.score if c.alarm_score is None else c.alarm_score
+            return Verdict(v.lower, v.upper, score, v.probability, True, v.reason)
         return Verdict(v.lower, v.upper, v.score, v.probability, False, v.reason)
 
     def process_one(self, x: float, ts: int) -> Verdict:
