@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from .base import NAN, SeriesPrior, StepDetector
+from .trained_range import TrainedRange
 
 _MASK = (1 << 64) - 1
 _MULT = 1_000_003
@@ -63,12 +64,7 @@ class NoveltyDetector(StepDetector):
 
     def __init__(self, config: NoveltyConfig | None = None, prior: SeriesPrior | None = None) -> None:
         self.config = config or NoveltyConfig()
-        self._lo = math.inf
-        self._hi = -math.inf
-        self._seen = 0  # readings learned for the range (warm-up without a prior)
-        self._frozen = False
-        if prior is not None and math.isfinite(prior.min) and math.isfinite(prior.max) and prior.n > 0:
-            self._lo, self._hi, self._frozen = float(prior.min), float(prior.max), True
+        self._range = TrainedRange(prior, self.config.warmup)
         self._recent: deque[int] = deque(maxlen=self.config.order)  # the last levels
         self._counts: dict[int, int] = {}  # slot -> count, slots in use only
         self._n = 0  # readings counted
@@ -83,14 +79,12 @@ class NoveltyDetector(StepDetector):
         c = self.config
         if not math.isfinite(x):
             return (NAN, NAN, 0.0, 0.0, False, "invalid value")
-        if not self._frozen:
-            self._lo, self._hi = min(self._lo, x), max(self._hi, x)
-            self._seen += 1
-            if self._seen >= c.warmup:
-                self._frozen = True
-            return (NAN, NAN, 0.0, 0.0, False, f"warm-up: learning the range ({self._seen}/{c.warmup})")
-        step = max(self._hi - self._lo, c.min_width) / c.bins
-        level = (x - self._lo) / step
+        warming = self._range.learning(x)
+        if warming is not None:
+            return (NAN, NAN, 0.0, 0.0, False, warming)
+        lo = self._range.lo
+        step = max(self._range.hi - lo, c.min_width) / c.bins
+        level = (x - lo) / step
         self._recent.append(math.floor(min(max(level, -_LEVEL_CAP), _LEVEL_CAP)))
         slot = self._slot()
         seen = self._counts.get(slot, 0)
@@ -106,10 +100,7 @@ class NoveltyDetector(StepDetector):
 
     def get_state(self) -> dict[str, Any]:
         return {
-            "lo": self._lo,
-            "hi": self._hi,
-            "seen": self._seen,
-            "frozen": self._frozen,
+            **self._range.get_state(),
             "recent": list(self._recent),
             "table_size": self.config.table_size,
             "counts": dict(self._counts),
@@ -122,9 +113,7 @@ class NoveltyDetector(StepDetector):
                 f"novelty: state has {state.get('table_size')} slots, config {self.config.table_size}"
             )
         counts = {int(k): int(v) for k, v in state["counts"].items()}
-        self._lo, self._hi = float(state["lo"]), float(state["hi"])
-        self._seen = int(state["seen"])
-        self._frozen = bool(state["frozen"])
+        self._range.set_state(state)
         self._recent = deque((int(v) for v in state["recent"]), maxlen=self.config.order)
         self._counts = counts
         self._n = int(state["n"])

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from .base import NAN, SeriesPrior, StepDetector
+from .trained_range import TrainedRange
 
 
 @dataclass(frozen=True)
@@ -46,25 +47,18 @@ class RangeDetector(StepDetector):
 
     def __init__(self, config: RangeConfig | None = None, prior: SeriesPrior | None = None) -> None:
         self.config = config or RangeConfig()
-        self._lo = math.inf
-        self._hi = -math.inf
-        self._seen = 0  # readings learned (warm-up without a prior)
-        self._frozen = False
-        if prior is not None and math.isfinite(prior.min) and math.isfinite(prior.max) and prior.n > 0:
-            self._lo, self._hi, self._frozen = float(prior.min), float(prior.max), True
+        self._range = TrainedRange(prior, self.config.warmup)
 
     def _step(self, x: float) -> tuple[float, float, float, float, bool, str]:
         c = self.config
         if not math.isfinite(x):
             return (NAN, NAN, 0.0, 0.0, False, "invalid value")
-        if not self._frozen:
-            self._lo, self._hi = min(self._lo, x), max(self._hi, x)
-            self._seen += 1
-            if self._seen >= c.warmup:
-                self._frozen = True
-            return (NAN, NAN, 0.0, 0.0, False, f"warm-up: learning the range ({self._seen}/{c.warmup})")
-        width = max(self._hi - self._lo, c.min_width)
-        lower, upper = self._lo - c.margin * width, self._hi + c.margin * width
+        warming = self._range.learning(x)
+        if warming is not None:
+            return (NAN, NAN, 0.0, 0.0, False, warming)
+        lo, hi = self._range.lo, self._range.hi
+        width = max(hi - lo, c.min_width)
+        lower, upper = lo - c.margin * width, hi + c.margin * width
         span = max(upper - lower, c.min_width)
         if x > upper:
             excess, reason = (x - upper) / span, "above trained range"
@@ -76,9 +70,7 @@ class RangeDetector(StepDetector):
         return (lower, upper, score, score, True, f"{reason} by {excess:.3g} widths")
 
     def get_state(self) -> dict[str, Any]:
-        return {"lo": self._lo, "hi": self._hi, "seen": self._seen, "frozen": self._frozen}
+        return self._range.get_state()
 
     def set_state(self, state: dict[str, Any]) -> None:
-        self._lo, self._hi = float(state["lo"]), float(state["hi"])
-        self._seen = int(state["seen"])
-        self._frozen = bool(state["frozen"])
+        self._range.set_state(state)

@@ -1,0 +1,43 @@
+"""The range a series was trained on, as the cores that score against it keep it.
+
+From the train job's model (``SeriesPrior.min``/``max``) when there is one; otherwise learned
+from the first ``warmup`` readings and then frozen, so a later excursion is judged against the
+healthy range rather than absorbed into it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from .base import SeriesPrior
+
+
+class TrainedRange:
+    """lo/hi of a series, and the warm-up that learns them when there is no prior."""
+
+    def __init__(self, prior: SeriesPrior | None, warmup: int) -> None:
+        self.warmup = warmup
+        self.lo, self.hi = math.inf, -math.inf
+        self.seen = 0  # readings learned (warm-up without a prior)
+        self.frozen = False
+        if prior is not None and math.isfinite(prior.min) and math.isfinite(prior.max) and prior.n > 0:
+            self.lo, self.hi, self.frozen = float(prior.min), float(prior.max), True
+
+    def learning(self, x: float) -> str | None:
+        """Learn a finite reading while warming up: the reason to report, or None once frozen."""
+        if self.frozen:
+            return None
+        self.lo, self.hi = min(self.lo, x), max(self.hi, x)
+        self.seen += 1
+        if self.seen >= self.warmup:
+            self.frozen = True
+        return f"warm-up: learning the range ({self.seen}/{self.warmup})"
+
+    def get_state(self) -> dict[str, Any]:
+        return {"lo": self.lo, "hi": self.hi, "seen": self.seen, "frozen": self.frozen}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.lo, self.hi = float(state["lo"]), float(state["hi"])
+        self.seen = int(state["seen"])
+        self.frozen = bool(state["frozen"])
