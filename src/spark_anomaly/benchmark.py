@@ -89,6 +89,12 @@ class Result:
     cpu_s: float | None = None  # CPU seconds of the process tree during the measurement
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # A process of the tree that ends between the two samples (e.g. an idle Python worker
+        # reaped by Spark) takes its CPU out of the second sample: no figure rather than a wrong one.
+        if self.cpu_s is not None and self.cpu_s < 0:
+            self.cpu_s = None
+
     @property
     def wall_rps(self) -> float:
         return self.events / self.wall_s if self.wall_s else float("nan")
