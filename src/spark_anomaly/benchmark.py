@@ -485,7 +485,8 @@ def render(meta: dict[str, Any], results: dict[str, dict]) -> str:
         )
     out += ["", "Per-measurement details (CPU s = process-tree CPU seconds):", ""]
     for key, r in results.items():
-        out.append(f"- `{key}`: CPU {r.get('cpu_s') or 0:.1f} s; {r.get('extra')}")
+        cpu = "–" if r.get("cpu_s") is None else f"{r['cpu_s']:.1f}"
+        out.append(f"- `{key}`: CPU {cpu} s; {r.get('extra')}")
     out += [
         "",
         "How each figure is made: *train* = `train.run(spark, cfg, 'full')` over the same records as JSON-lines "
@@ -504,7 +505,7 @@ def render(meta: dict[str, Any], results: dict[str, dict]) -> str:
         "",
         "Not measured: malformed-record rates > 0; partition counts other than 2; `maxOffsetsPerTrigger` "
         "other than the values above; the 30-minute soak and 100M-record training only in full mode (`make bench`). "
-        "A CPU figure is wrong (even negative) when a process of the tree exits between the two samples. The *parse:* rows are a "
+        "A CPU figure is too low when a process of the tree exits between the two samples (shown as no figure when that makes it negative). The *parse:* rows are a "
         "batch read of the history files into noop (second of two runs each); only `parsing.parse` keeps `raw` "
         "and computes `dead_reason`, so the others are lower bounds of what a cheaper parser would cost, not "
         "drop-in replacements.",
