@@ -8,12 +8,9 @@ import pickle
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
-from spark_anomaly.config import DetectorSpec
 from spark_anomaly.detectors import RESULT_COLUMNS, SeriesPrior, build
 from spark_anomaly.detectors.novelty import NoveltyConfig, NoveltyDetector
-from spark_anomaly.series_runner import bind, run_series
 
 PRIOR = SeriesPrior(n=100, mean=5.0, m2=50.0, min=0.0, max=10.0)
 
@@ -114,35 +111,3 @@ def test_state_of_another_table_size_is_rejected():
 def test_bad_configuration_is_rejected(params):
     with pytest.raises(ValueError):
         build("novelty", params)
-
-
-def test_recommended_honours_the_contract_and_runs_in_micro_batches():
-    """recommended (with its novelty member): batch == one by one, pickled state, stream driver."""
-    with open("conf/detectors/recommended.yaml") as fh:
-        spec = yaml.safe_load(fh)
-    rng = np.random.default_rng(5)
-    xs = rng.normal(10.0, 1.0, 1600)
-    xs[1400:1450] += 8.0
-    ts = np.arange(1600, dtype=np.int64) * 300_000
-    prior = SeriesPrior(n=5000, mean=10.0, m2=5000.0, min=6.0, max=14.0)
-    batch = build(spec["detector"], spec["params"], prior).process(xs, ts)
-    first = build(spec["detector"], spec["params"], prior)
-    head = first.process(xs[:700], ts[:700])
-    second = build(spec["detector"], spec["params"], prior)
-    second.set_state(pickle.loads(pickle.dumps(first.get_state())))
-    tail = [second.process_one(float(x), int(t)) for x, t in zip(xs[700:], ts[700:], strict=True)]
-    np.testing.assert_array_equal(
-        batch["score"].to_numpy(), np.r_[head["score"].to_numpy(), [v.score for v in tail]]
-    )
-    assert batch["is_anomaly"].iloc[1400:1410].any()  # the step is caught within 10 readings
-    assert (batch["score"][batch["is_anomaly"]] == 1.0).all()  # alarm_score
-    assert batch["is_anomaly"].iloc[:1400].sum() <= 7  # at most one alarm per 200 readings
-
-    dets = bind([DetectorSpec(spec["detector"], spec["params"])])
-    whole, _ = run_series(dets, xs[:700], ts[:700], None, prior)
-    state, parts = None, []
-    for lo in range(0, 700, 7):
-        res, state = run_series(dets, xs[lo : lo + 7], ts[lo : lo + 7], state, prior)
-        state = pickle.loads(pickle.dumps(state))
-        parts.append(res[0][1])
-    pd.testing.assert_frame_equal(pd.concat(parts, ignore_index=True), whole[0][1])

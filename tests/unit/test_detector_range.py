@@ -112,7 +112,8 @@ def test_calibrated_excess_is_zero_inside_the_band_unlike_band_mode():
     assert det._raws(out, det.inner.process(out, np.array([0])))[0] == pytest.approx(0.5)
 
 
-NAMED = ["ensemble-range-normal-delta", "ensemble-zscore-normal-delta"]  # recommended: test_detector_novelty
+# name -> most alarms allowed on the 1,400 readings of plain noise (one per 200 readings at most)
+NAMED = {"ensemble-range-normal-delta": 3, "ensemble-zscore-normal-delta": 3, "recommended": 7}
 
 
 @pytest.mark.parametrize("name", NAMED)
@@ -135,7 +136,7 @@ def test_named_configurations_honour_the_contract(name):
     np.testing.assert_array_equal(batch["score"].to_numpy(), scores)
     assert batch["is_anomaly"].iloc[1400:1410].any()  # the step is caught within 10 readings
     # on plain noise the tail calibration still alarms now and then, at most once per 200 readings
-    assert batch["is_anomaly"].iloc[:1400].sum() <= 3
+    assert batch["is_anomaly"].iloc[:1400].sum() <= NAMED[name]
 
 
 def test_recommended_in_micro_batches_through_the_stream_driver_equals_one_run():
