@@ -71,12 +71,13 @@ class LatestModel:
             if not force and now - self._checked_at < self.refresh_seconds:
                 return
             self._checked_at = now
-            commit = model_store.commit_version(self.spark, self.table)
-            if commit is not None and commit != self._commit:
-                self._load(commit)
+            last = model_store.last_commit(self.spark, self.table)
+            if last is not None and last[0] != self._commit:
+                self._load(last)
 
-    def _load(self, commit: int) -> None:
-        version, df = model_store.read_latest(self.spark, self.table)
+    def _load(self, last: tuple[int, str | None]) -> None:
+        # the commit just read names the version (no second look-up of the same log entry)
+        version, df = model_store.read_latest(self.spark, self.table, last)
         if version is None or df is None:
             return
         fresh = df.select("sensor_id", "metric", *model_store.PRIOR_COLUMNS).cache()
@@ -84,5 +85,5 @@ class LatestModel:
         if self._previous is not None:  # two swaps old: no batch still plans with it
             self._previous.unpersist()
         self._previous = self._current[1]
-        self._current, self._commit = (version, fresh), commit
+        self._current, self._commit = (version, fresh), last[0]
         log.warning("detect: model version %d loaded (%d series)", version, series)

@@ -61,13 +61,17 @@ def table_exists(spark: SparkSession, table: str) -> bool:
     return DeltaTable.isDeltaTable(spark, table)
 
 
-def commit_version(spark: SparkSession, table: str) -> int | None:
-    """The Delta commit number of the model table (cheap; changes whenever a version lands)."""
+def last_commit(spark: SparkSession, table: str) -> tuple[int, str | None] | None:
+    """(commit number, userMetadata) of the model table's last commit; None without a table.
+
+    One small log read: the commit number changes whenever a version lands, and the userMetadata
+    of a version write names that version (``latest_version``)."""
     from delta.tables import DeltaTable
 
     if not DeltaTable.isDeltaTable(spark, table):
         return None
-    return int(DeltaTable.forPath(spark, table).history(1).select("version").first()[0])
+    row = DeltaTable.forPath(spark, table).history(1).select("version", "userMetadata").first()
+    return None if row is None else (int(row.version), row.userMetadata)
 
 
 # The key of a version's VersionInfo in its commit's userMetadata: the newest version is read from
@@ -75,13 +79,14 @@ def commit_version(spark: SparkSession, table: str) -> int | None:
 VERSION_KEY = "spark_anomaly_model"
 
 
-def latest_version(spark: SparkSession, table: str) -> VersionInfo | None:
-    if not table_exists(spark, table):
+def latest_version(
+    spark: SparkSession, table: str, last: tuple[int, str | None] | None = None
+) -> VersionInfo | None:
+    """The newest version; ``last`` is the table's ``last_commit`` when the caller already has it."""
+    last = last if last is not None else last_commit(spark, table)
+    if last is None:
         return None
-    from delta.tables import DeltaTable
-
-    last = DeltaTable.forPath(spark, table).history(1).select("userMetadata").first()
-    info = _info_from_commit(last.userMetadata if last else None)
+    info = _info_from_commit(last[1])
     return info if info is not None else _scan_latest_version(spark, table)
 
 
@@ -120,8 +125,10 @@ def read_version(spark: SparkSession, table: str, version: int) -> DataFrame:
     return spark.read.format("delta").load(table).where(F.col("version") == F.lit(version))
 
 
-def read_latest(spark: SparkSession, table: str) -> tuple[int | None, DataFrame | None]:
-    info = latest_version(spark, table)
+def read_latest(
+    spark: SparkSession, table: str, last: tuple[int, str | None] | None = None
+) -> tuple[int | None, DataFrame | None]:
+    info = latest_version(spark, table, last)
     if info is None:
         return None, None
     return info.version, read_version(spark, table, info.version)
