@@ -40,7 +40,7 @@ def main() -> int:
     p.add_argument(
         "--only",
         default="",
-        help="comma list of: pandas,parse,noop,zscore,zscore-anomalies,stateful,plain,"
+        help="comma list of: pandas,parse,noop,zscore,zscore-anomalies,write,stateful,plain,"
         "train-delta,latency,scale,state,soak (train on JSON always runs)",
     )
     p.add_argument("--set", "-s", action="append", default=[], help="extra config override KEY=VALUE")
@@ -167,6 +167,13 @@ def main() -> int:
             "detect zscore, output=anomalies → Delta", sizes["events"], lambda: B.run_detect_zscore(spark, c)
         )
         print("zscore-anomalies", res["zscore-anomalies"].as_dict(), flush=True)
+        save()
+    if want("write"):
+        # the write of the result rows alone (from memory, the zscore run's output), against the ceiling
+        scored = cfg_for("zscore", "bench-main")
+        for i, wr in enumerate(B.write_ceiling(spark, scored.path(scored.detect.sink_table), str(work))):
+            res[f"write-{i}"] = wr
+            print(wr.name, wr.as_dict(), flush=True)
         save()
     # -- plain single-process alternative
     if want("plain"):

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
@@ -141,26 +141,39 @@ def _aggregate_batch(cfg: AppConfig, model: LatestModel, zcfg: zscore.ZScoreConf
 
 
 def _intake_batch(spark: SparkSession, cfg: AppConfig, model: LatestModel, zcfg: zscore.ZScoreConfig | None):
+    """foreachBatch of the intake query: scored rows, then the batch's dead letters (if any).
+
+    One pass over the batch when it has no rejects (the common case): the scored write counts
+    the rejects on the way (``observe``), and only a batch that had some is read again for them.
+    Caching the parsed batch for two writes cost more than the write of the scores itself.
+    """
     sink_table, dead_table = cfg.path(cfg.detect.sink_table), cfg.path(cfg.detect.dead_letter_table)
     ckpt = cfg.path(cfg.detect.checkpoint) + "/intake"
     scored = sink.BatchAppender(sink_table, sink.app_id(ckpt, sink_table))
     dead_letters = sink.BatchAppender(dead_table, sink.app_id(ckpt, dead_table))
+    dead_reason = F.col("dead_reason")
 
     def process(batch: DataFrame, batch_id: int) -> None:
-        # Cached once for the two writes below; the payload is kept only where a dead letter needs it.
-        parsed = batch.withColumn("raw", F.when(F.col("dead_reason").isNotNull(), F.col("raw"))).persist()
+        rejects: int | None = None  # unknown until counted
+        if zcfg is not None:
+            seen = Observation(f"spark-anomaly-intake-{batch_id}")
+            counted = batch.observe(seen, F.count(F.when(dead_reason.isNotNull(), 1)).alias("rejects"))
+            version, frame = model.get()
+            out = score_stateless(parsing.readings(counted, cfg.input), frame, version, zcfg)
+            if cfg.detect.output == "anomalies":
+                out = out.where("is_anomaly")
+            if scored.append(out, batch_id):
+                rejects = seen.get["rejects"]
+        if rejects == 0:
+            return
+        # Written after the scores: a crash in between replays this batch, whose scores are then
+        # skipped as committed and whose dead letters are written. Only the rejects are cached.
+        dead = parsing.dead_letters(batch).persist()
         try:
-            dead = parsing.dead_letters(parsed)
             if not dead.isEmpty():
                 dead_letters.append(dead, batch_id)
-            if zcfg is not None:
-                version, frame = model.get()
-                out = score_stateless(parsing.readings(parsed, cfg.input), frame, version, zcfg)
-                if cfg.detect.output == "anomalies":
-                    out = out.where("is_anomaly")
-                scored.append(out, batch_id)
         finally:
-            parsed.unpersist()
+            dead.unpersist()
 
     return process
 

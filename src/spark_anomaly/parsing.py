@@ -114,9 +114,11 @@ def readings(parsed: DataFrame, ic: InputConfig) -> DataFrame:
         ),
         (F.col("offset") if "offset" in parsed.columns else F.lit(None).cast("long")).alias("source_offset"),
     ]
-    return good.select("sensor_id", "ts", *lineage, F.inline(pairs)).select(
-        *READING_COLUMNS, *LINEAGE_COLUMNS
-    )
+    # Good rows always have a sensor_id; saying so (a non-nullable column) keeps an inner join or
+    # filter downstream from inferring ``sensor_id IS NOT NULL`` and pushing it below the parse,
+    # where it would run ``from_json`` a second time on every record.
+    sensor_id = F.coalesce(F.col("sensor_id"), F.lit("")).alias("sensor_id")
+    return good.select(sensor_id, "ts", *lineage, F.inline(pairs)).select(*READING_COLUMNS, *LINEAGE_COLUMNS)
 
 
 def dead_letters(parsed: DataFrame) -> DataFrame:

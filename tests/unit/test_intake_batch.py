@@ -1,0 +1,73 @@
+"""The intake query's micro-batch: scores in one pass, dead letters only when a batch has rejects,
+and a crash between the two writes replays into exactly one copy of each."""
+
+from __future__ import annotations
+
+import pytest
+from delta.tables import DeltaTable
+
+from spark_anomaly import detect, parsing
+from spark_anomaly.detectors import registry
+from spark_anomaly.latest_model import LatestModel
+
+GOOD = [
+    '{"id": "s1", "ts": 1000, "temp": 20.5, "hum": 40.0}',
+    '{"id": "s2", "ts": 2000, "temp": 21.0, "hum": 41.0}',
+]
+BAD = ["{not json", '{"id": "s1", "ts": 5, "temp": "hot", "hum": 1}']
+
+
+def _batch(spark, payloads: list[str], first_offset: int = 0):
+    rows = [(p, "t", 0, first_offset + i, None) for i, p in enumerate(payloads)]
+    raw = spark.createDataFrame(
+        rows, "raw string, topic string, partition int, offset long, kafka_timestamp timestamp"
+    )
+    return raw
+
+
+def _process(spark, cfg):
+    model = LatestModel(spark, cfg.path(cfg.model.table), 0)
+    return detect._intake_batch(spark, cfg, model, registry.make_config("zscore", {}))
+
+
+def _parsed(spark, cfg, payloads, first_offset=0):
+    return parsing.parse(_batch(spark, payloads, first_offset), cfg.input)
+
+
+def _table(spark, cfg, key):
+    path = cfg.path(getattr(cfg.detect, key))
+    return spark.read.format("delta").load(path).collect() if DeltaTable.isDeltaTable(spark, path) else None
+
+
+def test_batch_without_rejects_writes_scores_and_no_dead_letter_commit(spark, app_config):
+    _process(spark, app_config)(_parsed(spark, app_config, GOOD), 0)
+    assert len(_table(spark, app_config, "sink_table")) == 2 * len(GOOD)
+    assert _table(spark, app_config, "dead_letter_table") is None  # not even an empty commit
+
+
+def test_batch_with_rejects_writes_both(spark, app_config):
+    _process(spark, app_config)(_parsed(spark, app_config, GOOD + BAD), 0)
+    assert len(_table(spark, app_config, "sink_table")) == 2 * len(GOOD)
+    dead = _table(spark, app_config, "dead_letter_table")
+    assert sorted(d.raw for d in dead) == sorted(BAD)
+    assert sorted(d.offset for d in dead) == [2, 3]
+
+
+def test_crash_between_scores_and_dead_letters_replays_exactly_once(spark, app_config, monkeypatch):
+    batch = _parsed(spark, app_config, GOOD + BAD)
+    real = parsing.dead_letters
+
+    def crash(_parsed):
+        raise RuntimeError("killed after the scores were committed")
+
+    monkeypatch.setattr(parsing, "dead_letters", crash)
+    with pytest.raises(RuntimeError, match="killed"):
+        _process(spark, app_config)(batch, 0)
+    assert len(_table(spark, app_config, "sink_table")) == 2 * len(GOOD)
+    assert _table(spark, app_config, "dead_letter_table") is None
+    monkeypatch.setattr(parsing, "dead_letters", real)
+    restarted = _process(spark, app_config)  # a new query run replays batch 0
+    restarted(batch, 0)
+    restarted(_parsed(spark, app_config, GOOD, first_offset=10), 1)
+    assert len(_table(spark, app_config, "sink_table")) == 4 * len(GOOD)  # batch 0 once, batch 1
+    assert sorted(d.raw for d in _table(spark, app_config, "dead_letter_table")) == sorted(BAD)
