@@ -113,7 +113,12 @@ def test_calibrated_excess_is_zero_inside_the_band_unlike_band_mode():
 
 
 # name -> most alarms allowed on the 1,400 readings of plain noise (one per 200 readings at most)
-NAMED = {"ensemble-range-normal-delta": 3, "ensemble-zscore-normal-delta": 3, "recommended": 7}
+NAMED = {
+    "ensemble-range-normal-delta": 3,
+    "ensemble-zscore-normal-delta": 3,
+    "ensemble-range-normal-delta-novelty": 7,
+    "recommended": 7,
+}
 
 
 @pytest.mark.parametrize("name", NAMED)

@@ -22,6 +22,7 @@ _DETECTORS: dict[str, str] = {
     "delta": "spark_anomaly.detectors.delta:DeltaDetector",
     "range": "spark_anomaly.detectors.range:RangeDetector",
     "novelty": "spark_anomaly.detectors.novelty:NoveltyDetector",
+    "knn": "spark_anomaly.detectors.knn:KnnDetector",
 }
 
 

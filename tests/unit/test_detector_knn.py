@@ -1,0 +1,141 @@
+"""knn detector (distance of the last day's shape to the nearest recent day-shapes)."""
+
+from __future__ import annotations
+
+import math
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from spark_anomaly.detectors import RESULT_COLUMNS, SeriesPrior, build
+from spark_anomaly.detectors.knn import KnnConfig, KnnDetector
+
+PRIOR = SeriesPrior(n=100, mean=5.0, m2=50.0, min=0.0, max=10.0)
+FIVE_MIN = 300_000
+
+
+def run(det, xs, step_ms=FIVE_MIN):
+    return [det.process_one(x, i * step_ms) for i, x in enumerate(xs)]
+
+
+def test_registry_builds_it_and_the_spacing_spans_one_day():
+    det = build("knn", {"window": 32}, PRIOR)
+    assert isinstance(det, KnnDetector) and det.config.window == 32
+    v = run(det, [5.0] * 21)
+    assert v[0].reason == "estimating the reading interval" and math.isnan(v[0].lower)
+    assert det.get_state()["spacing"] == 9  # 288 five-minute readings a day / 32
+    hourly = KnnDetector(KnnConfig(window=32), PRIOR)
+    run(hourly, [5.0] * 21, step_ms=3_600_000)
+    assert hourly.get_state()["spacing"] == 1  # 24 readings a day: never below 1
+    seconds = KnnDetector(KnnConfig(window=32, max_spacing=32), PRIOR)
+    run(seconds, [5.0] * 21, step_ms=1000)
+    assert seconds.get_state()["spacing"] == 32  # 86400 / 32 would be 2700: capped
+
+
+def test_distances_by_hand():
+    # window 2, spacing 1: the pattern at t is (x_t, x_t-1); references end 2 and 3 rows back
+    cfg = KnnConfig(window=2, spacing=1, references=2, stride=1, k=1, distance_cap=1.0)
+    det = KnnDetector(cfg, PRIOR)  # trained range [0, 10]: distances in tenths
+    v = run(det, [0.0, 2.0, 0.0, 4.0, 2.0])
+    assert all(x.score == 0.0 and x.reason.startswith("collecting") for x in v[:3])
+    # t=3: (4, 0) against (2, 0): rms sqrt(4 / 2) / 10
+    assert v[3].score == pytest.approx(math.sqrt(2.0) / 10.0)
+    # t=4: (2, 4) against (0, 2) -> sqrt(8 / 2) / 10 = 0.2 and (2, 0) -> sqrt(16 / 2) / 10; k=1: nearest
+    assert v[4].score == pytest.approx(0.2) and v[4].probability == v[4].score
+    two = KnnDetector(KnnConfig(window=2, spacing=1, references=2, stride=1, k=2, distance_cap=1.0), PRIOR)
+    assert run(two, [0.0, 2.0, 0.0, 4.0, 2.0])[4].score == pytest.approx((0.2 + math.sqrt(8.0) / 10.0) / 2)
+    assert not v[4].is_anomaly and KnnDetector(cfg, PRIOR).config.anomaly_distance == 0.5
+
+
+def test_a_day_without_its_daily_peak_stands_out_although_every_reading_is_in_range():
+    # half-hourly readings (48 a day), a peak of 8 in the afternoon, 2 otherwise; day 11 has no peak
+    rng = np.random.default_rng(3)
+    day = np.where((np.arange(48) >= 24) & (np.arange(48) < 31), 8.0, 2.0)
+    xs = np.concatenate([np.tile(day, 10), np.full(48, 2.0)]) + rng.normal(0.0, 0.05, 11 * 48)
+    prior = SeriesPrior(n=96, mean=3.0, m2=1.0, min=float(xs[:96].min()), max=float(xs[:96].max()))
+    det = KnnDetector(KnnConfig(window=8, references=100, stride=2, k=3, anomaly_distance=0.25), prior)
+    v = run(det, xs, step_ms=1_800_000)
+    assert det.get_state()["spacing"] == 6  # 48 readings a day / 8
+    score = np.array([x.score for x in v])
+    assert xs[-48:].max() < prior.max  # nothing new in the values themselves
+    assert score[-48:].max() > 5 * score[6 * 48 : 10 * 48].max()
+    assert any(x.is_anomaly for x in v[-48:]) and not any(x.is_anomaly for x in v[: 10 * 48])
+
+
+def test_invalid_value_is_reported_not_stored():
+    det = KnnDetector(KnnConfig(window=2, spacing=1, references=2, stride=1, k=1), PRIOR)
+    run(det, [1.0, 2.0, 3.0])
+    v = det.process_one(float("nan"), 3)
+    assert v.reason == "invalid value" and not v.is_anomaly and v.score == 0.0
+    assert list(det.get_state()["recent"]) == [1.0, 2.0, 3.0]
+
+
+def test_without_a_prior_the_warm_up_learns_the_range_first():
+    det = KnnDetector(KnnConfig(window=2, spacing=1, references=2, stride=1, k=1, warmup=4, distance_cap=1.0))
+    v = run(det, [0.0, 10.0, 0.0, 10.0, 10.0])
+    assert all(x.reason.startswith("warm-up") for x in v[:4])
+    assert det.get_state()["hi"] == 10.0
+    # t=4: (10, 10) against (0, 10) and (10, 0): rms sqrt(100 / 2) / 10
+    assert v[4].score == pytest.approx(math.sqrt(50.0) / 10.0)
+
+
+def test_process_equals_process_one_and_state_round_trips():
+    rng = np.random.default_rng(5)
+    n = 900
+    xs = np.sin(2 * np.pi * np.arange(n) / 96.0) + rng.normal(0.0, 0.1, n)  # 96 readings a day
+    xs[[500, 650]] = [5.0, np.nan]
+    ts = np.arange(n) * 900_000  # 15 minutes
+    cfg = KnnConfig(window=12, references=40, stride=3, k=2, warmup=60)
+    whole = KnnDetector(cfg).process(xs, ts)
+    single = KnnDetector(cfg)
+    rows = [single.process_one(x, t) for x, t in zip(xs, ts, strict=True)]
+    one = pd.DataFrame.from_records(rows, columns=RESULT_COLUMNS)
+    pd.testing.assert_frame_equal(whole, one)
+    for cut in (10, 40, 150, 600):  # estimating the interval, warming up, collecting, scoring
+        first = KnnDetector(cfg)
+        head = first.process(xs[:cut], ts[:cut])
+        second = KnnDetector(cfg)
+        second.set_state(pickle.loads(pickle.dumps(first.get_state())))
+        tail = second.process(xs[cut:], ts[cut:])
+        pd.testing.assert_frame_equal(pd.concat([head, tail], ignore_index=True), whole)
+    assert whole["score"].between(0, 1).all() and (whole["score"] > 0).sum() > 500
+    assert whole["score"].iloc[500] > whole["score"].iloc[300:500].max()
+    state = KnnDetector(cfg)
+    state.process(xs, ts)
+    # bounded: the ring never holds more than gap + (references - 1) * stride + span readings;
+    # spacing 96 / 12 = 8, span 89, gap 90 (the next multiple of the stride)
+    assert state.get_state()["spacing"] == 8
+    assert len(state.get_state()["recent"]) == 90 + 39 * 3 + 89
+
+
+def test_it_runs_calibrated_in_an_ensemble():
+    det = build(
+        "calibrated", {"detector": "knn", "raw": "score", "params": {"window": 8, "references": 50}}, PRIOR
+    )
+    xs = np.sin(np.arange(400) / 5.0) * 4 + 5
+    out = det.process(xs, np.arange(400) * FIVE_MIN)
+    assert len(out) == 400 and out["score"].between(0, 1).all()
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"window": 0},
+        {"spacing": -1},
+        {"references": 0},
+        {"stride": 0},
+        {"k": 0},
+        {"k": 5, "references": 4},
+        {"max_spacing": 0},
+        {"interval_samples": 0},
+        {"distance_cap": 0.0},
+        {"min_width": 0.0},
+        {"anomaly_distance": 0.0},
+        {"window": 2.5},
+    ],
+)
+def test_bad_configuration_is_rejected(params):
+    with pytest.raises(ValueError):
+        build("knn", params)
