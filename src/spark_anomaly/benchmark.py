@@ -576,7 +576,8 @@ def write_ceiling(spark, scored_table: str, work: str, rows: int = 2_000_000) ->
     from . import sink
     from .results import RESULT_SCHEMA
 
-    src = spark.read.format("delta").load(scored_table).limit(rows).cache()
+    # two partitions, one per core, as a micro-batch of the catch-up writes them (a bare limit is one)
+    src = spark.read.format("delta").load(scored_table).limit(rows).repartition(2).cache()
     n = src.count()
 
     def parquet(out: str) -> None:

@@ -44,7 +44,9 @@ class KafkaConfig:
     bootstrap_servers: str = "127.0.0.1:9092"
     topic: str = "sensor-raw"
     starting_offsets: str = "earliest"
-    max_offsets_per_trigger: int | None = 500_000
+    # Caps a catch-up batch. Each batch pays a fixed cost (planning, offsets, one Delta commit per
+    # table): on two cores 1M records per batch caught up ~25% faster than 500k (docs/benchmarks-notes.md).
+    max_offsets_per_trigger: int | None = 1_000_000
     fail_on_data_loss: bool = False
     # Passed to the Kafka source as-is (e.g. kafka.security.protocol, kafka.sasl.jaas.config).
     options: dict[str, str] = field(default_factory=dict)

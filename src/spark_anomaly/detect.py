@@ -27,6 +27,7 @@ from . import aggregation, kafka_source, parsing, sink
 from .config import AppConfig, ConfigError
 from .detectors import registry, zscore
 from .latest_model import LatestModel
+from .log_checkpoints import LogCheckpointer
 from .results import RESULT_SCHEMA, conform
 from .scoring import zscore_columns
 
@@ -220,7 +221,7 @@ def start(spark: SparkSession, cfg: AppConfig, available_now: bool = False) -> D
     if aggregated and (zcfg is not None or stateful_specs):
         agg_table = cfg.path(cfg.detect.aggregation.table)
         if stateful_specs:
-            sink.ensure_table(spark, agg_table, aggregation.AGGREGATED_SCHEMA)
+            sink.ensure_table(spark, agg_table, aggregation.AGGREGATED_SCHEMA, sink.STREAM_TABLE_PROPERTIES)
         no_data_batches(True)
         queries.append(
             aggregated_stream(spark, cfg)
@@ -254,5 +255,10 @@ def start(spark: SparkSession, cfg: AppConfig, available_now: bool = False) -> D
             queries.append(
                 stateful.start_query(spark, cfg, stateful_specs, parsed_stream(spark, cfg), trigger)
             )
-    model.follow(lambda: any(q.isActive for q in queries))
+    running = lambda: any(q.isActive for q in queries)  # noqa: E731
+    model.follow(running)
+    appended = [cfg.path(cfg.detect.sink_table), cfg.path(cfg.detect.dead_letter_table)]
+    if aggregated and stateful_specs:
+        appended.append(cfg.path(cfg.detect.aggregation.table))
+    LogCheckpointer(spark, appended, sink.LOG_CHECKPOINT_COMMITS).follow(running)
     return DetectQueries(queries)

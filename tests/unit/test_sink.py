@@ -12,7 +12,10 @@ def test_ensure_table_creates_contract_once(spark, tmp_path):
     sink.ensure_table(spark, table, RESULT_SCHEMA, props)
     detail = DeltaTable.forPath(spark, table).detail().collect()[0]
     assert detail.properties["delta.dataSkippingStatsColumns"] == sink.RESULT_STATS_COLUMNS
-    assert detail.properties["delta.checkpointInterval"] == "100"
+    assert (
+        detail.properties["delta.checkpointInterval"]
+        == sink.STREAM_TABLE_PROPERTIES["delta.checkpointInterval"]
+    )
     assert spark.read.format("delta").load(table).schema == RESULT_SCHEMA
     version = DeltaTable.forPath(spark, table).history(1).collect()[0].version
     sink.ensure_table(spark, table, RESULT_SCHEMA, props)  # exists: no new commit
