@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import pickle
 
 import numpy as np
 import pandas as pd
@@ -11,6 +10,8 @@ import pytest
 
 from spark_anomaly.detectors import RESULT_COLUMNS, build
 from spark_anomaly.detectors.delta import DeltaConfig, DeltaDetector
+
+from .resume_check import assert_resumes_identically
 
 
 def run(det, xs):
@@ -90,12 +91,7 @@ def test_process_equals_process_one_and_state_round_trips():
     pd.testing.assert_frame_equal(whole, one)
     rows = DeltaDetector(cfg).process_rows(xs, ts)
     pd.testing.assert_frame_equal(pd.DataFrame.from_records(rows, columns=RESULT_COLUMNS), one)
-    first = DeltaDetector(cfg)
-    head = first.process(xs[:250], ts[:250])
-    second = DeltaDetector(cfg)
-    second.set_state(pickle.loads(pickle.dumps(first.get_state())))
-    tail = second.process(xs[250:], ts[250:])
-    pd.testing.assert_frame_equal(pd.concat([head, tail], ignore_index=True), whole)
+    assert_resumes_identically(lambda: DeltaDetector(cfg), xs, ts, (250,))
     assert whole["is_anomaly"].iloc[300]
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import pickle
 
 import numpy as np
 import pandas as pd
@@ -11,6 +10,8 @@ import pytest
 
 from spark_anomaly.detectors import RESULT_COLUMNS, SeriesPrior, build
 from spark_anomaly.detectors.knn import KnnConfig, KnnDetector
+
+from .resume_check import assert_resumes_identically
 
 PRIOR = SeriesPrior(n=100, mean=5.0, m2=50.0, min=0.0, max=10.0)
 FIVE_MIN = 300_000
@@ -93,13 +94,8 @@ def test_process_equals_process_one_and_state_round_trips():
     rows = [single.process_one(x, t) for x, t in zip(xs, ts, strict=True)]
     one = pd.DataFrame.from_records(rows, columns=RESULT_COLUMNS)
     pd.testing.assert_frame_equal(whole, one)
-    for cut in (10, 40, 150, 600):  # estimating the interval, warming up, collecting, scoring
-        first = KnnDetector(cfg)
-        head = first.process(xs[:cut], ts[:cut])
-        second = KnnDetector(cfg)
-        second.set_state(pickle.loads(pickle.dumps(first.get_state())))
-        tail = second.process(xs[cut:], ts[cut:])
-        pd.testing.assert_frame_equal(pd.concat([head, tail], ignore_index=True), whole)
+    # cuts while estimating the interval, warming up, collecting patterns, scoring
+    assert_resumes_identically(lambda: KnnDetector(cfg), xs, ts, (10, 40, 150, 600))
     assert whole["score"].between(0, 1).all() and (whole["score"] > 0).sum() > 500
     assert whole["score"].iloc[500] > whole["score"].iloc[300:500].max()
     state = KnnDetector(cfg)

@@ -15,6 +15,8 @@ from spark_anomaly.detectors import RESULT_COLUMNS, SeriesPrior, build
 from spark_anomaly.detectors.range import RangeConfig, RangeDetector
 from spark_anomaly.series_runner import bind, run_series
 
+from .resume_check import assert_resumes_identically
+
 PRIOR = SeriesPrior(n=100, mean=5.0, m2=50.0, min=0.0, max=10.0)
 
 
@@ -71,12 +73,7 @@ def test_process_equals_process_one_and_state_round_trips():
     whole = RangeDetector(cfg).process(xs, ts)
     one = pd.DataFrame.from_records(run(RangeDetector(cfg), xs), columns=RESULT_COLUMNS)
     pd.testing.assert_frame_equal(whole, one)
-    first = RangeDetector(cfg)
-    head = first.process(xs[:20], ts[:20])  # cut inside the warm-up
-    second = RangeDetector(cfg)
-    second.set_state(pickle.loads(pickle.dumps(first.get_state())))
-    tail = second.process(xs[20:], ts[20:])
-    pd.testing.assert_frame_equal(pd.concat([head, tail], ignore_index=True), whole)
+    assert_resumes_identically(lambda: RangeDetector(cfg), xs, ts, (20,))  # cut inside the warm-up
     assert whole["is_anomaly"].iloc[50] and whole["is_anomaly"].iloc[200]
 
 
