@@ -502,7 +502,7 @@ def render(meta: dict[str, Any], results: dict[str, dict]) -> str:
         "`observe` counts the rejects; a batch with rejects is read a second time for the dead-letter table); "
         "*zscore, output=anomalies* = the same with `detect.output=anomalies`, which isolates the cost of "
         "writing every scored row; *stateful* = `stateful.start_query` for one detector alone (default "
-        "parameters, no intake query beside it), on its own topic, in 100k-event micro-batches, stopped as soon "
+        "parameters, no intake query beside it), on its own topic, in micro-batches of 1/8 of its events (250k in full mode), stopped as soon "
         "as its batches have read all events; one event = 2 readings, so readings/s = 2 × events/s; *plain* = `benchmark.plain_zscore`: one "
         "process, confluent-kafka `consume(20000)`, orjson, dict lookup of the model, "
         "`detectors.zscore.score_arrays`, no sink, no dead-letter table (unparsable records only counted).",
