@@ -141,6 +141,16 @@ def _aggregate_batch(cfg: AppConfig, model: LatestModel, zcfg: zscore.ZScoreConf
     return process
 
 
+def _observed(seen: Observation, name: str) -> int | None:
+    """The metric ``observe`` collected, or None when the plan ran without it: Spark drops the
+    observation with the rest of a plan it proves empty (e.g. ``output=anomalies`` before any
+    model exists turns the join into an inner join with an empty table)."""
+    try:
+        return seen.get.get(name)
+    except Exception:  # noqa: BLE001 - py4j raises a bare assertion error for missing metrics
+        return None
+
+
 def _intake_batch(spark: SparkSession, cfg: AppConfig, model: LatestModel, zcfg: zscore.ZScoreConfig | None):
     """foreachBatch of the intake query: scored rows, then the batch's dead letters (if any).
 
@@ -164,7 +174,7 @@ def _intake_batch(spark: SparkSession, cfg: AppConfig, model: LatestModel, zcfg:
             if cfg.detect.output == "anomalies":
                 out = out.where("is_anomaly")
             if scored.append(out, batch_id):
-                rejects = seen.get["rejects"]
+                rejects = _observed(seen, "rejects")
         if rejects == 0:
             return
         # Written after the scores: a crash in between replays this batch, whose scores are then

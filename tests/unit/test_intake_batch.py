@@ -71,3 +71,11 @@ def test_crash_between_scores_and_dead_letters_replays_exactly_once(spark, app_c
     restarted(_parsed(spark, app_config, GOOD, first_offset=10), 1)
     assert len(_table(spark, app_config, "sink_table")) == 4 * len(GOOD)  # batch 0 once, batch 1
     assert sorted(d.raw for d in _table(spark, app_config, "dead_letter_table")) == sorted(BAD)
+
+
+def test_only_anomalies_and_no_model_yet_still_keeps_the_dead_letters(spark, app_config):
+    """With no model the anomalies-only plan is provably empty and Spark drops the reject count
+    with it: the batch must then be read again for its dead letters, not fail or skip them."""
+    app_config.detect.output = "anomalies"
+    _process(spark, app_config)(_parsed(spark, app_config, GOOD + BAD), 0)
+    assert sorted(d.raw for d in _table(spark, app_config, "dead_letter_table")) == sorted(BAD)
