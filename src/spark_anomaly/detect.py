@@ -156,7 +156,7 @@ def _intake_batch(spark: SparkSession, cfg: AppConfig, model: LatestModel, zcfg:
 
     One pass over the batch when it has no rejects (the common case): the scored write counts
     the rejects on the way (``observe``), and only a batch that had some is read again for them.
-    Caching the parsed batch for two writes cost more than the write of the scores itself.
+    Caching the parsed batch for the two writes took about a quarter of the anomalies-only path.
     """
     sink_table, dead_table = cfg.path(cfg.detect.sink_table), cfg.path(cfg.detect.dead_letter_table)
     ckpt = cfg.path(cfg.detect.checkpoint) + "/intake"
