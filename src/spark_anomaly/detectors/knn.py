@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from .base import NAN, Detector, SeriesPrior, Step, Verdict, frame_from_rows
+from .checks import require_ints, require_positive
 from .trained_range import TrainedRange
 
 
@@ -61,29 +62,15 @@ class KnnConfig:
     anomaly_distance: float = 0.5
 
     def __post_init__(self) -> None:
-        for name in (
-            "window",
-            "day_ms",
-            "interval_samples",
-            "max_spacing",
-            "references",
-            "stride",
-            "k",
-            "warmup",
-        ):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"knn.{name} must be an int >= 1, got {v!r}")
+        ints = ("window", "day_ms", "interval_samples", "max_spacing", "references", "stride", "k", "warmup")
+        require_ints(self, "knn", ints)
         if isinstance(self.spacing, bool) or not isinstance(self.spacing, int) or self.spacing < 0:
             raise ValueError(
                 f"knn.spacing must be an int >= 0 (0 = one day per pattern), got {self.spacing!r}"
             )
         if self.k > self.references:
             raise ValueError(f"knn.k ({self.k}) must not exceed knn.references ({self.references})")
-        for name in ("min_width", "distance_cap", "anomaly_distance"):
-            v = getattr(self, name)
-            if not v > 0:
-                raise ValueError(f"knn.{name} must be > 0, got {v}")
+        require_positive(self, "knn", ("min_width", "distance_cap", "anomaly_distance"))
 
 
 class KnnDetector(Detector):
@@ -201,8 +188,12 @@ class KnnDetector(Detector):
         if spacing:
             pending, self._pending = self._pending, []
             self._decide(spacing)
-            for x in np.asarray(state["recent"], dtype=float).ravel():
-                self._push(float(x))
+            # the ring as pushing ``recent`` one by one would leave it (at most one ring's worth)
+            recent = np.asarray(state["recent"], dtype=float).ravel()[-self._size :]
+            k = len(recent)
+            self._buf[:k] = recent
+            self._buf[self._size : self._size + k] = recent
+            self._pos, self._n = k - 1, k
             self._pending = pending
         else:
             self._spacing = 0

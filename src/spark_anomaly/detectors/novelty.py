@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from .base import NAN, SeriesPrior, StepDetector
+from .checks import require_ints, require_positive
 from .trained_range import TrainedRange
 
 _MASK = (1 << 64) - 1
@@ -47,14 +48,8 @@ class NoveltyConfig:
     surprise_cap: float = 20.0
 
     def __post_init__(self) -> None:
-        for name in ("bins", "order", "table_size", "warmup"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"novelty.{name} must be an int >= 1, got {v!r}")
-        if not self.min_width > 0:
-            raise ValueError(f"novelty.min_width must be > 0, got {self.min_width}")
-        if not self.surprise_cap > 0:
-            raise ValueError(f"novelty.surprise_cap must be > 0, got {self.surprise_cap}")
+        require_ints(self, "novelty", ("bins", "order", "table_size", "warmup"))
+        require_positive(self, "novelty", ("min_width", "surprise_cap"))
 
 
 class NoveltyDetector(StepDetector):

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from .base import NAN, SeriesPrior, StepDetector
+from .checks import require_positive
 from .trained_range import TrainedRange
 
 
@@ -36,8 +37,7 @@ class RangeConfig:
             raise ValueError(f"range.margin must be >= 0, got {self.margin}")
         if self.warmup < 1:
             raise ValueError(f"range.warmup must be >= 1, got {self.warmup}")
-        if not self.min_width > 0:
-            raise ValueError(f"range.min_width must be > 0, got {self.min_width}")
+        require_positive(self, "range", ("min_width",))
 
 
 class RangeDetector(StepDetector):
