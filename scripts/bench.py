@@ -2,7 +2,10 @@
 """Throughput benchmarks (issue 5): thin CLI over spark_anomaly.benchmark.
 
 Needs a broker of its own (make bench / bench-quick start one on port 29092). Writes the
-markdown section to docs/benchmarks-perf.md and raw figures to var/bench/results.json.
+markdown section to docs/benchmarks-perf.md, the figures behind it to docs/benchmarks-perf.json
+and this run's alone to <work>/results.json. A run with --only re-measures just those rows and
+merges them into the recorded figures (the page names the run of each row); a run without it
+replaces them all.
 
   .venv/bin/python scripts/bench.py --quick --bootstrap 127.0.0.1:29092
 """
@@ -25,6 +28,7 @@ from spark_anomaly import bench_report as R  # noqa: E402
 from spark_anomaly import bench_stream as BS  # noqa: E402
 from spark_anomaly import bench_train as BT  # noqa: E402
 from spark_anomaly import benchmark as B  # noqa: E402
+from spark_anomaly.bench_merge import merge  # noqa: E402
 from spark_anomaly.config import load_config  # noqa: E402
 from spark_anomaly.session import build_spark  # noqa: E402
 
@@ -34,12 +38,33 @@ from spark_anomaly.session import build_spark  # noqa: E402
 STATEFUL_BATCHES_PER_RUN = 8
 
 
+# --only names whose rows are a family of keys: a re-run replaces the whole family
+GROUPS = {
+    "parse": "parse-",
+    "write": "write-",
+    "train-delta": "train-",
+    "latency": "latency-",
+    "scale": "scale-",
+}
+
+
+def load_json(path: Path) -> dict:
+    import json
+
+    return json.loads(path.read_text())
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="1M events (stateful 300k) instead of 5M (1M)")
     p.add_argument("--bootstrap", default="127.0.0.1:29092")
     p.add_argument("--work", default="var/bench")
     p.add_argument("--out", default="docs/benchmarks-perf.md")
+    p.add_argument(
+        "--results",
+        default="docs/benchmarks-perf.json",
+        help="recorded figures: a run with --only merges into them, a run without replaces them",
+    )
     p.add_argument(
         "--only",
         default="",
@@ -52,9 +77,7 @@ def main() -> int:
     )
     a = p.parse_args()
     if a.render_from:
-        import json
-
-        data = json.loads(Path(a.render_from).read_text())
+        data = load_json(Path(a.render_from))
         (ROOT / a.out).write_text(
             B.render(data["meta"], data["results"]) + R.render(data["meta"], data["results"])
         )
@@ -65,6 +88,7 @@ def main() -> int:
     sizes = B.QUICK if a.quick else B.FULL
     more = R.QUICK if a.quick else R.FULL
     only = set(filter(None, a.only.split(",")))
+    recorded = load_json(ROOT / a.results) if only and (ROOT / a.results).exists() else None
     want = lambda k: not only or k in only  # noqa: E731
     work = (ROOT / a.work).resolve()
     t_all = time.perf_counter()
@@ -123,6 +147,8 @@ def main() -> int:
         }
         results = {k: v.as_dict() for k, v in res.items()}
         B.write_json(work / "results.json", {"meta": meta, "results": results})
+        meta, results = merge(recorded, meta, results, tuple(GROUPS[g] for g in only if g in GROUPS))
+        B.write_json(ROOT / a.results, {"meta": meta, "results": results})
         (ROOT / a.out).write_text(B.render(meta, results) + R.render(meta, results))
         if final:
             print(f"wrote {ROOT / a.out} in {meta['total_s']:.0f} s", flush=True)

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from . import kafka_admin, loadgen
+from .bench_merge import command_line
 
 QUICK = {"events": 1_000_000, "stateful_events": 400_000}
 FULL = {"events": 5_000_000, "stateful_events": 2_000_000}
@@ -448,12 +449,7 @@ def render(meta: dict[str, Any], results: dict[str, dict]) -> str:
     out = [
         "## Throughput (BENCHMARKS-perf)",
         "",
-        f"Command: `{meta['command']}` ({meta['mode']} mode), run {meta['date']}, total {meta['total_s']:.0f} s"
-        + (
-            "."
-            if meta.get("complete", True)
-            else " so far (**partial run**: the figures below are all it got to)."
-        ),
+        command_line(meta),
         "",
         f"Machine: {m['nproc']} cores ({m['cpu']}), {m['memory_gib']} GiB, Linux {m['kernel']}; "
         f"Python {m['python']}, PySpark {m['pyspark']} (`local[2]`, driver 2g), {m['java']}, "
