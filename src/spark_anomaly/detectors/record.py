@@ -12,7 +12,7 @@ So the first excursion to a new level stands out and returning there does not; a
 ``margin`` keeps a slow drift, which sets a new record by a hair at almost every step, quiet.
 Wrapped in ``calibrated`` (raw: excess) like ``range``.
 
-State: the trained range and the lowest/highest reading scored (four numbers and two flags).
+State: range's (trained lo/hi, readings learned, frozen) plus the lowest and highest reading scored.
 """
 
 from __future__ import annotations
