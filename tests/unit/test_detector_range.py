@@ -114,6 +114,7 @@ NAMED = {
     "ensemble-range-normal-delta": 3,
     "ensemble-zscore-normal-delta": 3,
     "ensemble-range-normal-delta-novelty": 7,
+    "ensemble-range-delta-novelty-knn": 7,
     "recommended": 7,
 }
 

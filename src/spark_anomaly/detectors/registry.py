@@ -23,6 +23,7 @@ _DETECTORS: dict[str, str] = {
     "range": "spark_anomaly.detectors.range:RangeDetector",
     "novelty": "spark_anomaly.detectors.novelty:NoveltyDetector",
     "knn": "spark_anomaly.detectors.knn:KnnDetector",
+    "record": "spark_anomaly.detectors.record:RecordDetector",
 }
 
 
