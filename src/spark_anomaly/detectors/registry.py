@@ -24,6 +24,7 @@ _DETECTORS: dict[str, str] = {
     "novelty": "spark_anomaly.detectors.novelty:NoveltyDetector",
     "knn": "spark_anomaly.detectors.knn:KnnDetector",
     "record": "spark_anomaly.detectors.record:RecordDetector",
+    "flatline": "spark_anomaly.detectors.flatline:FlatlineDetector",
 }
 
 
