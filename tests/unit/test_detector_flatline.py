@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import math
 import pickle
+from collections import defaultdict
 
 import numpy as np
 import pandas as pd
@@ -11,6 +13,7 @@ import pytest
 
 from spark_anomaly.detectors import RESULT_COLUMNS, build
 from spark_anomaly.detectors.flatline import FlatlineConfig, FlatlineDetector
+from spark_anomaly.loadgen import LoadConfig, generate
 
 from .resume_check import assert_resumes_identically
 
@@ -21,8 +24,8 @@ def flags(det: FlatlineDetector, xs: np.ndarray) -> np.ndarray:
 
 def test_registry_builds_it_with_its_defaults():
     det = build("flatline", {"factor": 1.5, "min_run": 10})
-    assert isinstance(det, FlatlineDetector) and det.config == FlatlineConfig(1.5, 10, 0.0)
-    assert FlatlineDetector().config == FlatlineConfig(1.25, 30, 0.0)
+    assert isinstance(det, FlatlineDetector) and det.config == FlatlineConfig(1.5, 10, 0.0, True)
+    assert FlatlineDetector().config == FlatlineConfig(1.25, 30, 0.0, True)
 
 
 def test_a_stuck_noisy_sensor_alarms_once_after_min_run_and_normal_noise_does_not():
@@ -86,6 +89,8 @@ def test_process_equals_process_one_and_state_round_trips():
     assert whole["is_anomaly"].to_numpy().nonzero()[0].tolist() == [125, 375]  # 60 > 1.25·20; 100 > 1.25·60
     # cuts before any run, inside a flat spell before and after its alarm, and late
     assert_resumes_identically(lambda: FlatlineDetector(cfg), xs, ts, (0, 1, 110, 126, 250, 380, 599))
+    each = FlatlineConfig(factor=1.25, min_run=20, learn_alarmed=False)
+    assert_resumes_identically(lambda: FlatlineDetector(each), xs, ts, (126, 160, 375))
     state = FlatlineDetector(cfg).get_state()
     assert all(isinstance(v, (int, float, bool)) for v in state.values())  # plain values
     assert len(pickle.dumps(det.get_state())) < 120
@@ -100,6 +105,7 @@ def test_bad_configuration_is_rejected():
         {"min_run": 2.5},
         {"tolerance": -1.0},
         {"tolerance": float("inf")},
+        {"learn_alarmed": 1},
     )
     for bad in bads:
         with pytest.raises(ValueError, match="flatline"):
@@ -118,3 +124,36 @@ def test_in_an_ensemble_the_onset_of_a_flat_spell_alarms_where_calibrated_member
     alone = build("ensemble", {**ens, "members": [member]}).process(xs, np.arange(1500))
     assert out["score"].iloc[1000 + 37] == 1.0  # 38 readings > 1.25·30
     assert alone["score"].iloc[1000:1300].max() < 0.3
+
+
+def test_with_learn_alarmed_off_every_stuck_spell_alarms_not_only_the_longest_so_far():
+    rng = np.random.default_rng(2)
+    xs = rng.normal(0.0, 1.0, 1000)
+    for start, n in ((200, 60), (500, 40), (800, 40)):
+        xs[start : start + n] = xs[start]
+    keep = flags(FlatlineDetector(FlatlineConfig(min_run=10)), xs).nonzero()[0]
+    each = flags(FlatlineDetector(FlatlineConfig(min_run=10, learn_alarmed=False)), xs).nonzero()[0]
+    assert keep.tolist() == [212]  # the 60-run is then the reference: 40 < 1.25·60
+    assert each.tolist() == [212, 512, 812]  # 13 > 1.25·10 each time
+
+
+def test_it_finds_the_load_generators_stuck_sensors_and_nothing_else():
+    cfg = LoadConfig(seed=3, sensors=4, anomaly_rate=0.004, anomaly_kinds=("stuck",))
+    vals, _, truth = generate(cfg, 3000)
+    series: dict[tuple[str, str], list[tuple[int, float]]] = defaultdict(list)
+    for v in vals:
+        d = json.loads(v)
+        for m in ("temp", "hum"):
+            series[(d["id"], m)].append((d["ts"], d[m]))
+    spells = {(t["sensor_id"], t["metric"], t["start_ts"]): set(t["ts"]) for t in truth if t["n"] >= 11}
+    assert len(spells) >= 20
+    caught, other = set(), 0
+    for (sid, metric), rows in series.items():
+        ts = np.array([r[0] for r in rows])
+        xs = np.array([r[1] for r in rows], dtype=float)
+        det = FlatlineDetector(FlatlineConfig(min_run=8, learn_alarmed=False))
+        for t in ts[det.process(xs, ts)["is_anomaly"].to_numpy()]:
+            hit = [k for k, span in spells.items() if k[:2] == (sid, metric) and t in span]
+            caught.update(hit)
+            other += not hit
+    assert caught == set(spells) and other == 0  # every spell of > 10 readings, no other alarm

@@ -10,7 +10,10 @@ alarms once, at the reading where it first exceeds ``factor`` times that longest
 shorter than ``min_run``). So a series that idles at zero for hours between bursts alarms only
 when an idle spell is clearly longer than every earlier one, and a continuously noisy series
 alarms after ``min_run`` identical readings. The rest of the spell is reported (reason) but not
-flagged again: the spell is known, and it becomes the longest run once it ends.
+flagged again: the spell is known, and it becomes the longest run once it ends (as with
+``record``, what the series has shown once counts as seen). With ``learn_alarmed=False`` a run
+that alarmed does not raise the reference, so every spell longer than the series' ordinary runs
+alarms: for continuous sensors, where each stuck spell is an incident of its own.
 Used uncalibrated (score 1 at the onset, 0 elsewhere): the onset is rare by construction.
 
 State: the previous reading, the current run's length, the longest completed run, whether the
@@ -32,11 +35,13 @@ class FlatlineConfig:
     """factor: how many times the longest earlier run the current run must exceed to alarm.
     min_run: the shortest run that can alarm (the reference while earlier runs are shorter).
     tolerance: readings within this absolute distance of the previous one count as identical
-    (0: exact repeats, what a stuck sensor or a dropped-out count produces)."""
+    (0: exact repeats, what a stuck sensor or a dropped-out count produces).
+    learn_alarmed: whether a run that alarmed becomes a reference once it ends."""
 
     factor: float = 1.25
     min_run: int = 30
     tolerance: float = 0.0
+    learn_alarmed: bool = True
 
     def __post_init__(self) -> None:
         f = self.factor
@@ -46,6 +51,8 @@ class FlatlineConfig:
         t = self.tolerance
         if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or t < 0:
             raise ValueError(f"flatline.tolerance must be a finite number >= 0, got {t!r}")
+        if not isinstance(self.learn_alarmed, bool):
+            raise ValueError(f"flatline.learn_alarmed must be true or false, got {self.learn_alarmed!r}")
 
 
 class FlatlineDetector(StepDetector):
@@ -57,7 +64,7 @@ class FlatlineDetector(StepDetector):
         self.config = config or FlatlineConfig()
         self._prev = NAN  # previous valid reading (NaN before the first)
         self._run = 0  # length of the current run, including the previous reading
-        self._longest = 0  # longest run completed before the current one
+        self._longest = 0  # longest run completed before the current one (that counts)
         self._fired = False  # the current run has alarmed
 
     def _step(self, x: float) -> Step:
@@ -67,7 +74,8 @@ class FlatlineDetector(StepDetector):
         if abs(x - self._prev) <= c.tolerance:  # False while _prev is NaN
             self._run += 1
         else:
-            self._longest = max(self._longest, self._run)
+            if c.learn_alarmed or not self._fired:
+                self._longest = max(self._longest, self._run)
             self._run, self._fired = 1, False
         self._prev = x
         if self._run < 2:
