@@ -4,7 +4,7 @@
 #   1. start the local Kafka broker (scripts/kafka.sh), unless one is running already
 #   2. wipe var/demo/ and the demo topic
 #   3. produce ~2 days of clean history to files, train the model (jobs/train_model.py)
-#   4. start the detect job (zscore + stateful ema and robust, conf/demo.yaml) in the background,
+#   4. start the detect job (zscore + stateful ema, robust and flatline, conf/demo.yaml) in the background,
 #      produce live traffic with injected anomalies and malformed records, wait until it caught up
 #   5. report: detected vs injected per detector, dead letters, a chart (var/demo/chart.png)
 #
@@ -98,7 +98,7 @@ fi
 tail -n1 "$LOGS/train.out"
 
 # ---------------------------------------------------------------- 4. detect + live traffic
-step "starting the detect job: zscore + ema + robust (log: $LOGS/detect.log)"
+step "starting the detect job: zscore + ema + robust + flatline (log: $LOGS/detect.log)"
 # Job control on: the background job gets its own process group and keeps SIGINT (non-interactive
 # shells start background jobs with SIGINT ignored), so cleanup can stop it gracefully.
 set -m
