@@ -151,8 +151,14 @@ def write_version(
     source: str,
     source_offsets: str | None = None,
 ) -> VersionInfo:
-    """Append ``stats`` (STAT_COLUMNS per series) as model ``version``: one Delta commit."""
-    stats = stats.select(*STAT_COLUMNS).cache()
+    """Append ``stats`` (STAT_COLUMNS per series) as model ``version``: one Delta commit.
+
+    ``stats`` is computed once (a local checkpoint) and the range, the Delta rows and the JSON
+    export all read that small result. Not cache(): when ``stats`` derives from this table (an
+    incremental merge with the previous version), the commit below makes Spark re-plan and
+    re-read every cached plan over the table's path, before the export reads it again.
+    """
+    stats = stats.select(*STAT_COLUMNS).localCheckpoint()
     rng = stats.agg(
         F.min("first_ts").alias("a"), F.max("last_ts").alias("b"), F.count(F.lit(1)).alias("c")
     ).first()
@@ -177,7 +183,6 @@ def write_version(
     )
     if json_dir:
         export_json(spark, stats, json_dir, version)
-    stats.unpersist()
     return info
 
 
