@@ -23,6 +23,7 @@ def test_fit_line_recovers_intercept_and_slope():
 def test_training_table_renders_incremental_runs_and_their_fit():
     results = {
         "train-full2-10M": _run("train.run full, Delta 10M, 2nd run", 10_000_000, 5.0, 8.0),
+        "train-inc1st-0-10M": _run("train.run incremental, +0 on 10M, 1st", 0, 9.0, 9.0, new=0, jobs=99),
         "train-inc-0-10M": _run("train.run incremental, +0 on 10M", 0, 2.0, 3.0, new=0),
         "train-inc-1M-10M": _run("train.run incremental, +1M on 10M", 1_000_000, 2.5, 4.0, new=1_000_000),
         "train-inc-5M-10M": _run("train.run incremental, +5M on 10M", 5_000_000, 4.5, 8.0, new=5_000_000),
