@@ -191,3 +191,22 @@ def test_incremental_without_new_data_writes_a_copy_of_the_previous_version(spar
     assert exported == _json_export(cfg, first.version)
     for r in after.collect():
         assert exported[(r.sensor_id, r.metric)] == {"n": r.n, "mean": r.mean, "m2": r.m2}
+
+
+def test_incremental_run_stays_within_its_spark_job_budget(spark, tmp_path):
+    """The fixed cost of a run is mostly per-job planning and scheduling: 27 jobs for a run with no
+    new data when the previous version was cached (its own commit made Spark re-read it), 11 now."""
+    _delta_history(spark, tmp_path / "hj", 0, 300, seed=8, mode="overwrite")
+    cfg = _cfg(tmp_path, "jobs", tmp_path / "hj")
+    cfg.train.source_format = "delta"
+    train.run(spark, cfg, "full")
+    _delta_history(spark, tmp_path / "hj", 300, 60, seed=9, mode="append")
+    sc = spark.sparkContext
+    sc.setJobGroup("train-job-budget", "train-job-budget")
+    try:
+        res = train.run(spark, cfg, "incremental")
+    finally:
+        sc.setLocalProperty("spark.jobGroup.id", None)
+        sc.setLocalProperty("spark.job.description", None)
+    assert res.rows_read == 62
+    assert len(sc.statusTracker().getJobIdsForGroup("train-job-budget")) <= 16
