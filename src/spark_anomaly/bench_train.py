@@ -18,6 +18,7 @@ from typing import Any
 from .benchmark import Result, load1, tree_cpu_s
 
 START_TS = 1_536_710_400_000
+SETTLE_S = 3.0  # pause after an append before the next measured run
 STEP_MS = 60_000
 
 
@@ -147,10 +148,10 @@ def run_all(
 ) -> dict[str, Result]:
     """For each history size: write it, train full (twice), then incremental runs of several sizes.
 
-    The incremental runs go in increasing order on one table, after a first one that warms the
+    The incremental runs go in the given order on one table, after a first one that warms the
     JVM: append ``k`` later records, train incremental, so each run's new data is exactly the
-    ``k`` records (``k = 0``: no new data). Their cost against ``k`` is a line, fixed + per row
-    (``bench_report`` fits it).
+    ``k`` records (``k = 0``: no new data; a size may repeat, against the noise of a shared
+    machine). Their cost against ``k`` is a line, fixed + per row (``bench_report`` fits it).
     """
     import copy
     import shutil
@@ -179,7 +180,7 @@ def run_all(
         out[f"train-full2-{tag}"] = timed_train(spark, cfg, "full", f"train.run full, Delta {tag}, 2nd run")
         print(f"train-full2-{tag}", out[f"train-full2-{tag}"].as_dict(), flush=True)
         ticks, history = n // spec.sensors, n
-        runs = sorted(new_sizes(new_records, n))
+        runs = new_sizes(new_records, n)
         if runs:
             # like the 2nd full run: the first incremental run in a JVM also compiles its plans'
             # code (~0.5 s); shown in its own row and left out of the fit
@@ -191,16 +192,22 @@ def run_all(
                 {"history_records": history, "new_records": 0},
             )
             print(f"train-inc1st-0-{tag}", out[f"train-inc1st-0-{tag}"].as_dict(), flush=True)
+        done: dict[int, int] = {}
         for k in runs:
             if k:
                 write_history(spark, cfg.train.source_path, HistorySpec(k, first_tick=ticks), "append")
                 ticks += k // spec.sensors
-            key = f"train-inc-{new_tag(k)}-{tag}"
+                # the append's own JIT compilation and GC run on in the background: let them end
+                # before the measurement, whose CPU-s would otherwise include them
+                time.sleep(SETTLE_S)
+            done[k] = done.get(k, 0) + 1
+            nth = f"#{done[k]}" if done[k] > 1 else ""
+            key = f"train-inc-{new_tag(k)}{nth}-{tag}"
             out[key] = timed_train(
                 spark,
                 cfg,
                 "incremental",
-                f"train.run incremental, +{new_tag(k)} on {tag}",
+                f"train.run incremental, +{new_tag(k)} on {tag}" + (f" (run {done[k]})" if nth else ""),
                 {"history_records": history, "new_records": k},
             )
             history += k
