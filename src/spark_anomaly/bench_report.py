@@ -12,7 +12,8 @@ from .benchmark import fmt_rate
 
 QUICK: dict[str, Any] = {
     "train_sizes": [10_000_000],
-    "train_new": 1_000_000,
+    # incremental runs per history size, in this order on one table (bench_train.run_all)
+    "train_new": {10_000_000: [0, 1_000_000, 5_000_000] * 2},
     "pandas_max": 10_000_000,
     "latency_rates": [5_000, 20_000, 50_000],
     "latency_s": 20,
@@ -25,6 +26,7 @@ QUICK: dict[str, Any] = {
 FULL: dict[str, Any] = {
     **QUICK,
     "train_sizes": [10_000_000, 100_000_000],
+    "train_new": {10_000_000: [0, 1_000_000, 5_000_000] * 2, 100_000_000: [0, 1_000_000] * 2},
     "latency_s": 120,
     "scale_events": 1_000_000,
     "soak_s": 1_800,
@@ -56,7 +58,9 @@ def _train(results: dict[str, dict]) -> list[str]:
         "History generated in Spark (`spark.range` → `id`, `ts`, `temp`, `hum`; 10,000 sensors, one record per "
         "sensor per minute, event-time ordered, 2.5M records per file), one record = 2 readings (temp, hum). "
         "*full* = `train.run(..., 'full')` end to end (model lookup, one aggregation pass, Delta model "
-        "write, JSON export); *incremental* = `+1M` later records appended, then `train.run(..., 'incremental')`. "
+        "write, JSON export); *incremental +k* = k later records appended (none for +0), then "
+        "`train.run(..., 'incremental')`, the runs of one history in the order shown on the same tables, after "
+        "a first +0 run that warms the JVM (its own row, left out of the fit below). "
         f"Reference: pandas (pyarrow read + groupby, 1 process) on the same files, and the issue's target of "
         f"{TRAIN_TARGET / 1e6:g}M rows/s on two cores.",
         "",
@@ -84,7 +88,70 @@ def _train(results: dict[str, dict]) -> list[str]:
             f"{fmt_rate(r.get('cpu_rps'))} | {ref_text} | {ratio} | "
             f"{r['wall_rps'] / TRAIN_TARGET:.2f}× | {_load(r)} |"
         )
-    return [*out, ""]
+    return [*out, "", *_train_fit(results)]
+
+
+def fit_line(xs: list[float], ys: list[float]) -> tuple[float, float] | None:
+    """Least-squares (intercept, slope) of ys on xs; None without two distinct xs."""
+    if len(xs) < 2 or len(set(xs)) < 2:
+        return None
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum((x - mx) ** 2 for x in xs)
+    return my - slope * mx, slope
+
+
+def _train_fit(results: dict[str, dict]) -> list[str]:
+    """Incremental cost = fixed + per new row, fitted per history size over its incremental runs."""
+    by_tag: dict[str, list[dict]] = {}
+    for k, r in results.items():
+        if k.startswith("train-inc-"):  # not train-inc1st: the JVM's first incremental run
+            by_tag.setdefault(k.rsplit("-", 1)[-1], []).append(r)
+    rows = []
+    for tag, runs in by_tag.items():
+        xs = [float(r["extra"].get("new_records", r["events"])) for r in runs]
+        wall = fit_line(xs, [r["wall_s"] for r in runs])
+        cpus = [r.get("cpu_s") for r in runs]
+        cpu = fit_line(xs, cpus) if all(c is not None for c in cpus) else None
+        if wall is None:
+            continue
+        jobs = sorted({r["extra"].get("spark_jobs") for r in runs} - {None})
+        full = results.get(f"train-full2-{tag}") or results.get(f"train-full-{tag}")
+        rows.append(
+            f"| {tag} | {', '.join('+' + _m(x) for x in xs)} | {wall[0]:.2f} | {wall[1] * 1e6:.2f} | "
+            f"{fmt_rate(1 / wall[1] if wall[1] > 0 else None)} | "
+            + (f"{cpu[0]:.2f} | {cpu[1] * 1e6:.2f} | " if cpu else "– | – | ")
+            + f"{_span(jobs)} | "
+            f"{_ratio(wall[0], full['wall_s'] if full else None)} | "
+            f"{_load_range(runs)} |"
+        )
+    if not rows:
+        return []
+    return [
+        "Incremental cost against the new records: least-squares line over the incremental runs of "
+        "each history (fixed = intercept, the cost of a run with no new data; per 1M = slope). "
+        "Reference: the same history's full run (2nd run when there is one; ratio = fixed / full wall s).",
+        "",
+        "| history | runs | fixed wall s | wall s per 1M new | marginal rows/s (wall) | fixed CPU-s | "
+        "CPU-s per 1M new | Spark jobs per run | fixed / full | load1 |",
+        "|---|---|---:|---:|---:|---:|---:|---|---:|---|",
+        *rows,
+        "",
+    ]
+
+
+def _span(values: list[int]) -> str:
+    if not values:
+        return "–"
+    return str(values[0]) if values[0] == values[-1] else f"{values[0]}–{values[-1]}"
+
+
+def _m(x: float) -> str:
+    return f"{x / 1e6:g}M" if x else "0"
+
+
+def _load_range(runs: list[dict]) -> str:
+    loads = [v for r in runs for v in (r["load_before"], r["load_after"])]
+    return f"{min(loads):.2f}–{max(loads):.2f}"
 
 
 def _latency(results: dict[str, dict]) -> list[str]:

@@ -14,7 +14,7 @@ import json
 import time
 from dataclasses import dataclass
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -151,24 +151,35 @@ def write_version(
     source: str,
     source_offsets: str | None = None,
 ) -> VersionInfo:
-    """Append ``stats`` (STAT_COLUMNS per series) as model ``version``: one Delta commit."""
-    stats = stats.select(*STAT_COLUMNS).cache()
-    rng = stats.agg(
-        F.min("first_ts").alias("a"), F.max("last_ts").alias("b"), F.count(F.lit(1)).alias("c")
-    ).first()
+    """Append ``stats`` (STAT_COLUMNS per series) as model ``version``: one Delta commit.
+
+    ``stats`` is computed once (a local checkpoint, its range and count observed on the way) and
+    the Delta rows and the JSON export both read that small result. Not cache(): when ``stats``
+    derives from this table (an incremental merge with the previous version), the commit below
+    makes Spark re-plan and re-read every cached plan over the table's path, export included.
+    """
+    seen = Observation()
+    stats = (
+        stats.select(*STAT_COLUMNS)
+        .observe(
+            seen, F.min("first_ts").alias("a"), F.max("last_ts").alias("b"), F.count(F.lit(1)).alias("c")
+        )
+        .localCheckpoint()
+    )
+    start, end, count = seen.get["a"], seen.get["b"], int(seen.get["c"])
     rows = stats.select(
         F.lit(version).cast("long").alias("version"),
         F.lit(time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(version / 1000)))
         .cast("timestamp")
         .alias("trained_at"),
         F.lit(mode).alias("mode"),
-        F.lit(rng.a).cast("long").alias("data_start"),
-        F.lit(rng.b).cast("long").alias("data_end"),
+        F.lit(start).cast("long").alias("data_start"),
+        F.lit(end).cast("long").alias("data_end"),
         F.lit(source).alias("source"),
         F.lit(source_offsets).cast("string").alias("source_offsets"),
         *[F.col(c) for c in STAT_COLUMNS],
     )
-    info = VersionInfo(version, mode, int(rng.c), rng.a, rng.b, source_offsets)
+    info = VersionInfo(version, mode, count, start, end, source_offsets)
     (
         rows.write.format("delta")
         .mode("append")
@@ -177,7 +188,6 @@ def write_version(
     )
     if json_dir:
         export_json(spark, stats, json_dir, version)
-    stats.unpersist()
     return info
 
 

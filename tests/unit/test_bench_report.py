@@ -1,0 +1,43 @@
+"""The training table's incremental fit: fixed + per-row cost from runs of several sizes."""
+
+import pytest
+
+from spark_anomaly import bench_report as R
+from spark_anomaly import bench_train as BT
+
+
+def _run(name: str, events: int, wall: float, cpu: float, new: int | None = None, jobs: int = 16) -> dict:
+    extra = {"spark_jobs": jobs} if new is None else {"spark_jobs": jobs, "new_records": new}
+    return {
+        "name": name, "events": events, "wall_s": wall, "cpu_s": cpu, "load_before": 1.0,
+        "load_after": 2.0, "wall_rps": events / wall, "cpu_rps": events / cpu, "extra": extra,
+    }  # fmt: skip
+
+
+def test_fit_line_recovers_intercept_and_slope():
+    a, b = R.fit_line([0, 1e6, 5e6], [2.0 + 0 * 1e-6, 2.0 + 1e6 * 1e-6, 2.0 + 5e6 * 1e-6])
+    assert a == pytest.approx(2.0) and b == pytest.approx(1e-6)
+    assert R.fit_line([1e6], [3.0]) is None and R.fit_line([1e6, 1e6], [3.0, 4.0]) is None
+
+
+def test_training_table_renders_incremental_runs_and_their_fit():
+    results = {
+        "train-full2-10M": _run("train.run full, Delta 10M, 2nd run", 10_000_000, 5.0, 8.0),
+        "train-inc1st-0-10M": _run("train.run incremental, +0 on 10M, 1st", 0, 9.0, 9.0, new=0, jobs=99),
+        "train-inc-0-10M": _run("train.run incremental, +0 on 10M", 0, 2.0, 3.0, new=0),
+        "train-inc-1M-10M": _run("train.run incremental, +1M on 10M", 1_000_000, 2.5, 4.0, new=1_000_000),
+        "train-inc-5M-10M": _run("train.run incremental, +5M on 10M", 5_000_000, 4.5, 8.0, new=5_000_000),
+    }
+    text = R.render({}, results)
+    assert "| train.run incremental, +0 on 10M | 0 |" in text
+    fit = next(line for line in text.splitlines() if line.startswith("| 10M | +0, +1M, +5M |"))
+    cells = [c.strip() for c in fit.strip("|").split("|")]
+    assert cells[2:5] == ["2.00", "0.50", "2,000k"]  # fixed s, s per 1M, marginal rows/s
+    assert cells[5:9] == ["3.00", "1.00", "16", "0.40×"]
+
+
+def test_new_sizes_accepts_one_size_a_list_or_a_map_per_history():
+    assert BT.new_sizes(1_000_000, 10) == [1_000_000]
+    assert BT.new_sizes([0, 5], 10) == [0, 5]
+    assert BT.new_sizes({10: [0, 1]}, 10) == [0, 1] and BT.new_sizes({"10": [2]}, 10) == [2]
+    assert BT.new_sizes({10: [0, 1]}, 100) == []
