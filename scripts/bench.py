@@ -71,6 +71,11 @@ def main() -> int:
         help="comma list of: pandas,parse,noop,zscore,zscore-anomalies,write,stateful,plain,"
         "train-delta,latency,scale,state,soak (train on JSON always runs)",
     )
+    p.add_argument(
+        "--stateful",
+        default="",
+        help=f"comma list of stateful detectors to run (default all: {','.join(B.STATEFUL)})",
+    )
     p.add_argument("--set", "-s", action="append", default=[], help="extra config override KEY=VALUE")
     p.add_argument(
         "--render-from", metavar="RESULTS_JSON", help="only re-render the markdown from a results.json"
@@ -90,6 +95,10 @@ def main() -> int:
     only = set(filter(None, a.only.split(",")))
     recorded = load_json(ROOT / a.results) if only and (ROOT / a.results).exists() else None
     want = lambda k: not only or k in only  # noqa: E731
+    stateful_dets = [d for d in B.STATEFUL if not a.stateful or d in a.stateful.split(",")]
+    unknown = set(filter(None, a.stateful.split(","))) - set(B.STATEFUL)
+    if unknown:
+        p.error(f"--stateful: unknown detector(s) {sorted(unknown)}; choose from {list(B.STATEFUL)}")
     work = (ROOT / a.work).resolve()
     t_all = time.perf_counter()
 
@@ -211,7 +220,7 @@ def main() -> int:
         print("plain", res["plain"].as_dict(), flush=True)
         save()
     if want("stateful"):
-        for d in B.STATEFUL:
+        for d in stateful_dets:
             c = cfg_for(f"stateful-{d}", "bench-stateful")
             c.kafka.max_offsets_per_trigger = sizes["stateful_events"] // STATEFUL_BATCHES_PER_RUN
             res[d] = B.timed_stream(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -314,3 +315,87 @@ def test_registry_builds_cad():
     assert det.encode(6) == [1, 3, 4]
     with pytest.raises(ValueError, match="no parameter"):
         make_config("cad", {"treshold": 0.9})
+
+
+# ---------------------------------------------------------------- state layout and continuation
+
+DATA = Path(__file__).parent / "data"
+
+
+def _nab_like(kind: str, n: int, seed: int) -> np.ndarray:
+    """Short series of the shapes NAB holds: noisy daily cycle, random walk, level shift, spikes."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    if kind == "cycle":
+        v = 50 + 20 * np.sin(2 * np.pi * t / 144) + rng.normal(0, 4, n)
+    elif kind == "walk":
+        v = np.cumsum(rng.normal(0, 1, n))
+    elif kind == "shift":
+        v = np.where(t < n // 2, 5.0, 9.0) + rng.normal(0, 0.5, n)
+    else:  # flat with spikes
+        v = rng.normal(0, 0.2, n)
+        v[rng.choice(n, 6, replace=False)] += 8
+    v[rng.choice(n, 3, replace=False)] = np.nan
+    return v
+
+
+@pytest.mark.parametrize(
+    ("kind", "kw"),
+    [
+        ("cycle", {}),
+        ("walk", {"learn_range_steps": 100}),
+        ("shift", {"max_contexts": 250}),  # many sweeps
+        ("spikes", {"num_norm_value_bits": 4, "max_active_neurons_num": 5, "rest_period": 3}),
+    ],
+)
+def test_small_batches_through_pickled_state_equal_one_run(kind, kw):
+    """The stream's pattern: each batch restores a fresh core from the pickled state of the previous
+    one. Scores, reasons and states must be those of one uninterrupted run, bit for bit."""
+    v = _nab_like(kind, 900, seed=len(kind))
+    ts = np.arange(len(v), dtype=np.int64)
+    ref = CadDetector(CadConfig(**kw))
+    want = ref.process_rows(v, ts)
+    rng = np.random.default_rng(5)
+    got: list = []
+    state = None
+    pos = 0
+    while pos < len(v):
+        k = int(rng.integers(1, 40))
+        det = CadDetector(CadConfig(**kw))
+        if state is not None:
+            det.set_state(pickle.loads(state))
+        got += det.process_rows(v[pos : pos + k], ts[pos : pos + k])
+        state = pickle.dumps(det.get_state(), protocol=pickle.HIGHEST_PROTOCOL)
+        pos += k
+    assert len(got) == len(want)
+    for g, w in zip(got, want, strict=True):  # NaN lower/upper: compare the scored fields
+        assert g[2:] == w[2:]
+    assert pickle.loads(state) == ref.get_state()
+    assert len({w[3] for w in want}) > 20  # raw scores vary: the comparison is not all-"warm-up"
+    if "max_contexts" in kw:
+        assert ref.get_state()["next_ids"][2] > 2 * kw["max_contexts"] >= 2 * ref.n_contexts
+
+
+def test_state_of_layout_1_restores_and_continues():
+    """A checkpoint written before the upgrade (layout 1: no ``left_keys``, by the core of commit
+    34856d1) resumes with the scores that core gave; the key facts are then recomputed."""
+    fx = json.loads((DATA / "cad_state_v1.json").read_text())
+    assert "left_keys" not in fx["state"] and fx["state"]["version"] == 1
+    det = CadDetector(CadConfig(**fx["config"]))
+    det.set_state(fx["state"])
+    restored = det.get_state()
+    assert {k: v for k, v in restored.items() if k != "left_keys"} == fx["state"]
+    assert all(k in f for k, f in zip(restored["left_keys"], restored["left_facts"], strict=True))
+    v = np.asarray(fx["values"], dtype=float)[fx["cut"] :]
+    rows = det.process_rows(v, np.zeros(len(v), dtype=np.int64))
+    assert [[r[2], r[3], r[5]] for r in rows] == fx["expected"]
+    assert det.n_contexts <= fx["config"]["max_contexts"]  # a sweep ran after the restore
+
+
+def test_state_rejects_a_key_fact_outside_its_left():
+    det = _cad()
+    _run(det, PATTERN * 3)
+    state = det.get_state()
+    state["left_keys"][0] = 99_999
+    with pytest.raises(ValueError, match="key fact"):
+        _cad().set_state(state)

@@ -235,3 +235,39 @@ def test_run_batch_equals_process_one_per_series(name):
             np.array([g[:4] for g in got[i]], float), np.array([w[:4] for w in want], float)
         )
         assert [g[4:] for g in got[i]] == [w[4:] for w in want]
+
+
+def test_worker_switches_keep_one_live_set_per_bucket_and_freeze_the_cores(monkeypatch):
+    """Batches alternating between two workers: each miss restores from the blob and replaces that
+    worker's stale cores (one set per bucket, not one per batch seen), the numbers stay those of one
+    worker, and after each call the GC is on again with the cores frozen out of its collections."""
+    import gc
+    from collections import OrderedDict
+
+    spec = [DetectorSpec("cad", {})]
+    buckets = 3
+    batches = []
+    for i, k in enumerate((5, 12, 3, 9, 4)):
+        df = _readings(6, k, seed=k, offset0=10_000 * i)
+        batches.append(df.assign(n=100, mean=30.0, m2=9900.0, min=15.0, max=45.0, model_version=3))
+    outs = {}
+    for switch in (False, True):
+        workers = [OrderedDict(), OrderedDict()]
+        fn = stateful.make_state_fn(bind(spec), HOUR, buckets)
+        rng = np.random.default_rng(2)
+        states: dict = {}
+        got = []
+        for i, df in enumerate(batches):
+            monkeypatch.setattr(stateful, "_LIVE", workers[i % 2 if switch else 0])
+            gc.unfreeze()
+            got.append(_run(fn, df, states, buckets, 1000 * i, rng))
+            assert gc.isenabled() and gc.get_freeze_count() > 0
+        gc.unfreeze()
+        for w in workers:
+            assert len(w) <= buckets  # stale sets were replaced, not kept
+        outs[switch] = pd.concat(got, ignore_index=True)
+    key = ["sensor_id", "metric", "source_partition", "source_offset"]
+    a = outs[False].sort_values(key, ignore_index=True)
+    b = outs[True].sort_values(key, ignore_index=True)
+    np.testing.assert_array_equal(a.score.to_numpy(float), b.score.to_numpy(float))
+    assert (a.reason == b.reason).all() and a.is_anomaly.equals(b.is_anomaly)

@@ -54,8 +54,8 @@ Choices beyond DETECTORS.md (all deterministic, so a restored state continues id
 
 from __future__ import annotations
 
-import heapq
 import math
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -162,6 +162,7 @@ class CadDetector(Detector):
         self._thr = float(config.threshold)
         self._rest = config.rest_period
         self._cap = config.max_contexts
+        self._sensors = frozenset(range(2 * self._bits))  # every possible sensor fact
         self._reset_memory()
         # range: None until known (learning mode)
         self._lo: float | None = None
@@ -180,7 +181,7 @@ class CadDetector(Detector):
     # ------------------------------------------------------------------ memory
     # A left semi-context is a list [facts, contexts (right id -> context), right ids of its
     # zero-level contexts, sensor part (zero-level lefts only), {sensor facts: contexts that fire} (a cache),
-    # key fact in _by_key]; a context is a list
+    # key fact in _by_key, sorted facts (as the state stores them)]; a context is a list
     # [counter, left id, right id, context id, zero-level 0/1, counter at the last sweep]. Lists
     # compare by (counter, left id, right id): the tie order of active neurons.
     def _reset_memory(self) -> None:
@@ -194,9 +195,9 @@ class CadDetector(Detector):
         self._lefts: dict[int, list[Any]] = {}
         # containment candidates: key fact (one fact, rarely in a left group) -> {left id: left}
         self._by_key: dict[int, dict[int, list[Any]]] = {}
-        # zero-level lefts: neuron fact -> left ids; per sensor part, right id -> left ids of the
-        # zero-level contexts (lefts with neurons, lefts without)
-        self._zl_neuron: dict[int, set[int]] = {}
+        # zero-level lefts: neuron fact -> {left id: left}; per sensor part, right id -> left ids of
+        # the zero-level contexts (lefts with neurons, lefts without)
+        self._zl_neuron: defaultdict[int, dict[int, list[Any]]] = defaultdict(dict)
         self._zl_groups: dict[frozenset[int], dict[int, set[int]]] = {}
         self._zl_plain: dict[frozenset[int], dict[int, set[int]]] = {}
         self._right_ids: dict[frozenset[int], int] = {}
@@ -214,7 +215,7 @@ class CadDetector(Detector):
         lid = self._next_lid
         self._next_lid += 1
         self._left_ids[facts] = lid
-        self._lefts[lid] = left = [facts, {}, [], None, {}, self._key_fact(facts)]
+        self._lefts[lid] = left = [facts, {}, [], None, {}, self._key_fact(facts), sorted(facts)]
         self._by_key.setdefault(left[5], {})[lid] = left
         return lid, left
 
@@ -228,12 +229,11 @@ class CadDetector(Detector):
         best = -1
         best_count = -1
         ctx = self._ctx
-        for f in facts:
-            if f >= NEURON_BASE:
-                c = ctx.get(f - NEURON_BASE)
-                n = c[0] if c is not None else -1
-                if best < 0 or n < best_count or (n == best_count and f > best):
-                    best, best_count = f, n
+        for f in facts - self._sensors:
+            c = ctx.get(f - NEURON_BASE)
+            n = c[0] if c is not None else -1
+            if best < 0 or n < best_count or (n == best_count and f > best):
+                best, best_count = f, n
         return best if best >= 0 else max(facts)
 
     def _right_id(self, facts: frozenset[int]) -> int:
@@ -264,7 +264,7 @@ class CadDetector(Detector):
                 left[3] = code = frozenset(f for f in facts if f < NEURON_BASE)
                 for f in facts:
                     if f >= NEURON_BASE:
-                        self._zl_neuron.setdefault(f, set()).add(lid)
+                        self._zl_neuron[f][lid] = left
             else:
                 code = left[3]
             left[2].append(rid)
@@ -322,7 +322,7 @@ class CadDetector(Detector):
                     for f in left[0]:
                         if f >= NEURON_BASE:
                             s = self._zl_neuron[f]
-                            s.discard(lid)
+                            del s[lid]
                             if not s:
                                 del self._zl_neuron[f]
                     left[3] = None
@@ -447,8 +447,11 @@ class CadDetector(Detector):
                     # top nact are among them (the cut is a speed hint only, not state).
                     cut = self._cut
                     top = [c for c in fired if c[0] >= cut]
-                    fired = heapq.nlargest(nact, top if len(top) >= nact else fired)
-                    self._cut = fired[-1][0]
+                    if len(top) < nact:
+                        top = fired
+                    top.sort()  # contexts are distinct lists, so the order is total
+                    fired = top[-nact:]
+                    self._cut = fired[0][0]
                 else:
                     fired = []
             self._left_group = R.union([NEURON_BASE + c[3] for c in fired])
@@ -464,9 +467,10 @@ class CadDetector(Detector):
                 left_ids, right_ids, lefts = self._left_ids, self._right_ids, self._lefts
                 new_pairs = []
                 for pair in pairs:
-                    lid = left_ids.get(pair[0])
+                    lf, rf = pair
+                    lid = left_ids.get(lf)
                     if lid is not None:
-                        rid = right_ids.get(pair[1])
+                        rid = right_ids.get(rf)
                         if rid is not None and rid in lefts[lid][1]:
                             continue
                     new_pairs.append(pair)
@@ -506,32 +510,31 @@ class CadDetector(Detector):
         zero-level right sides is enough (kept as counts, minus those of the lefts done one by one).
         """
         maxlen = self._maxlen
-        sens = frozenset(f for f in L if f < NEURON_BASE)
-        lefts = self._lefts
-        hit: set[int] = set()
+        sens = L & self._sensors
+        hit: dict[int, list[Any]] = {}
         zl_neuron = self._zl_neuron
-        for f in L:
-            if f >= NEURON_BASE:
-                s = zl_neuron.get(f)
-                if s:
-                    hit.update(s)
-        for lid in hit:
-            left = lefts[lid]
+        for f in L - self._sensors:
+            s = zl_neuron.get(f)
+            if s:
+                hit.update(s)
+        for left in hit.values():
             S = left[0]
             m = S & L
-            if len(m) < len(S) and len(m) <= maxlen:
+            n = len(m)
+            if n <= maxlen and n < len(S):
                 for rid in left[2]:
                     mr = rmatch.get(rid)
                     if mr is not None:
                         pairs[(m, mr)] = None
         n_hit = len(hit)
+        hit_ids = hit.keys()
         for code, rights in self._zl_groups.items():
             m = code & sens
             if not m or len(m) > maxlen:
                 continue
             for rid, lids in rights.items():
                 mr = rmatch.get(rid)
-                if mr is not None and (len(lids) > n_hit or not lids <= hit):
+                if mr is not None and (len(lids) > n_hit or not hit_ids >= lids):
                     pairs[(m, mr)] = None
         for code, rights in self._zl_plain.items():
             m = code & sens
@@ -611,12 +614,15 @@ class CadDetector(Detector):
     def get_state(self) -> dict[str, Any]:
         """Plain values only: ints, floats, lists, dicts (JSON- and pickle-safe).
 
-        Semi-contexts are stored once as sorted fact lists, contexts as parallel integer columns;
-        the indexes are rebuilt by ``set_state``.
+        Semi-contexts are stored once as sorted fact lists, contexts as parallel integer columns:
+        flat lists pickle and unpickle in C. ``left_keys`` (each left's key fact in the containment
+        index) is an index kept in the state so that ``set_state`` need not recompute it; a state
+        without it (written before it existed) is restored all the same.
         """
-        lids = list(self._lefts)
+        lefts = self._lefts.values()
         rids = list(self._right_facts)
         ctxs = list(self._ctx.values())
+        cols = list(zip(*ctxs, strict=True)) if ctxs else [()] * 6
         return {
             "version": _STATE_VERSION,
             "lo": self._lo,
@@ -626,19 +632,21 @@ class CadDetector(Detector):
             "last_alarm": self._last_alarm,
             "left_group": sorted(self._left_group),
             "next_ids": [self._next_lid, self._next_rid, self._next_cid],
-            "left_ids": lids,
-            "left_facts": [sorted(self._lefts[i][0]) for i in lids],
+            "left_ids": list(self._lefts),
+            "left_facts": [left[6].copy() for left in lefts],
+            "left_keys": [left[5] for left in lefts],
             "right_ids": rids,
             "right_facts": [sorted(self._right_facts[i]) for i in rids],
-            "ctx_ids": [c[3] for c in ctxs],
-            "ctx_left": [c[1] for c in ctxs],
-            "ctx_right": [c[2] for c in ctxs],
-            "ctx_count": [c[0] for c in ctxs],
-            "ctx_zero_level": [c[4] for c in ctxs],
-            "ctx_sweep_count": [c[5] for c in ctxs],
+            "ctx_ids": list(cols[3]),
+            "ctx_left": list(cols[1]),
+            "ctx_right": list(cols[2]),
+            "ctx_count": list(cols[0]),
+            "ctx_zero_level": list(cols[4]),
+            "ctx_sweep_count": list(cols[5]),
         }
 
     def set_state(self, state: dict[str, Any]) -> None:
+        """Restore from ``get_state`` output: bulk builds (map/zip/dict in C), one pass per context."""
         if state.get("version") != _STATE_VERSION:
             raise ValueError(f"cad: unsupported state version {state.get('version')!r}")
         self._reset_memory()
@@ -649,29 +657,58 @@ class CadDetector(Detector):
         self._learn = [float(v) for v in state["learn"]]
         self._t = int(state["t"])
         self._last_alarm = int(state["last_alarm"])
-        self._left_group = frozenset(int(f) for f in state["left_group"])
-        for lid, facts in zip(state["left_ids"], state["left_facts"], strict=True):
-            fs = frozenset(int(f) for f in facts)
-            lid = int(lid)
-            self._left_ids[fs] = lid
-            self._lefts[lid] = left = [fs, {}, [], None, {}, 0]
-        for rid, facts in zip(state["right_ids"], state["right_facts"], strict=True):
-            fs = frozenset(int(f) for f in facts)
-            self._right_ids[fs] = int(rid)
-            self._right_facts[int(rid)] = fs
-            self._right_refs[int(rid)] = 0
-        for cid, lid, rid, cnt, zl, snap in zip(
-            state["ctx_ids"],
-            state["ctx_left"],
-            state["ctx_right"],
-            state["ctx_count"],
-            state["ctx_zero_level"],
-            state["ctx_sweep_count"],
-            strict=True,
-        ):
-            lid = int(lid)
-            self._add_context(lid, self._lefts[lid], int(rid), int(cnt), 1 if zl else 0, int(snap), int(cid))
-        for lid, left in self._lefts.items():  # after the contexts: keys use their counters
-            left[5] = self._key_fact(left[0])
-            self._by_key.setdefault(left[5], {})[lid] = left
+        self._left_group = frozenset(map(int, state["left_group"]))
+        lids = list(map(int, state["left_ids"]))
+        sorted_facts = [list(map(int, f)) for f in state["left_facts"]]
+        if len(sorted_facts) != len(lids):
+            raise ValueError("cad: state has left_ids and left_facts of different lengths")
+        fsets = list(map(frozenset, sorted_facts))
+        self._left_ids = dict(zip(fsets, lids, strict=True))
+        lefts = self._lefts = {
+            lid: [fs, {}, [], None, {}, 0, sf] for lid, fs, sf in zip(lids, fsets, sorted_facts, strict=True)
+        }
+        rids = list(map(int, state["right_ids"]))
+        rsets = [frozenset(map(int, f)) for f in state["right_facts"]]
+        self._right_ids = dict(zip(rsets, rids, strict=True))
+        self._right_facts = dict(zip(rids, rsets, strict=True))
+        right_refs = self._right_refs = dict.fromkeys(rids, 0)
+        cols = [
+            list(map(int, state[k]))
+            for k in ("ctx_count", "ctx_left", "ctx_right", "ctx_ids", "ctx_sweep_count")
+        ]
+        right_refs.update(Counter(cols[2]))
+        zls = [1 if z else 0 for z in state["ctx_zero_level"]]
+        ctxs = list(map(list, zip(cols[0], cols[1], cols[2], cols[3], zls, cols[4], strict=True)))
+        self._ctx = dict(zip(cols[3], ctxs, strict=True))
+        zl_neuron, zl_groups, zl_plain = self._zl_neuron, self._zl_groups, self._zl_plain
+        sensors = self._sensors
+        for c in ctxs:
+            left = lefts[c[1]]
+            left[1][c[2]] = c
+            if c[4]:  # a zero-level context: index its left side (as _add_context does)
+                lid, rid, facts = c[1], c[2], left[0]
+                if not left[2]:
+                    left[3] = code = facts & sensors
+                    for f in facts - sensors:
+                        zl_neuron[f][lid] = left
+                else:
+                    code = left[3]
+                left[2].append(rid)
+                groups = zl_groups if len(code) < len(facts) else zl_plain
+                g = groups.get(code)
+                if g is None:
+                    groups[code] = {rid: {lid}}
+                elif rid in g:
+                    g[rid].add(lid)
+                else:
+                    g[rid] = {lid}
+        keys = state.get("left_keys")
+        if keys is None:  # a state from before left_keys: keys use the restored counters
+            keys = [self._key_fact(left[0]) for left in lefts.values()]
+        by_key = self._by_key
+        for (lid, left), key in zip(lefts.items(), keys, strict=True):
+            left[5] = key = int(key)
+            if key not in left[0]:
+                raise ValueError(f"cad: state names key fact {key} outside left semi-context {lid}")
+            by_key.setdefault(key, {})[lid] = left
         self._next_lid, self._next_rid, self._next_cid = (int(v) for v in state["next_ids"])
