@@ -101,6 +101,8 @@ def main() -> int:
         p.error(f"--stateful: unknown detector(s) {sorted(unknown)}; choose from {list(B.STATEFUL)}")
     work = (ROOT / a.work).resolve()
     t_all = time.perf_counter()
+    args = " ".join(f"--{k} {v}" for k, v in (("only", a.only), ("stateful", a.stateful)) if v)
+    command = ("make bench-quick" if a.quick else "make bench") + (f' BENCH_ARGS="{args}"' if args else "")
 
     def cfg_for(run: str, topic: str):
         return load_config(
@@ -144,7 +146,7 @@ def main() -> int:
     def save(final: bool = False) -> None:
         """Write results.json and the markdown after every measurement, so a cut run keeps its figures."""
         meta = {
-            "command": "make bench-quick" if a.quick else "make bench",
+            "command": command,
             "mode": "quick" if a.quick else "full",
             "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "total_s": time.perf_counter() - t_all,
