@@ -7,8 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from spark_anomaly import model_store, train
+from spark_anomaly import train
 
+from ..model_checks import assert_same_moments, model_stats
 from .helpers import config, new_topic, produce, reading
 
 pytestmark = pytest.mark.integration
@@ -25,11 +26,6 @@ def _batch(start: int, count: int, seed: int) -> list[tuple[str, str]]:
     ]
 
 
-def _stats(spark, cfg, version):
-    rows = model_store.read_version(spark, cfg.path(cfg.model.table), version).collect()
-    return {(r.sensor_id, r.metric): r for r in rows}
-
-
 def test_kafka_incremental_reads_only_new_offsets_and_equals_full(spark, kafka_bootstrap, tmp_path):
     topic = new_topic(kafka_bootstrap)
     inc, _ = config(tmp_path / "inc", kafka_bootstrap, topic, "train.source_format=kafka")
@@ -42,12 +38,5 @@ def test_kafka_incremental_reads_only_new_offsets_and_equals_full(spark, kafka_b
     assert (second.rows_read, second.rows_rejected) == (90, 0)
     assert sum(json.loads(second.source_offsets).values()) == 291
     full, _ = config(tmp_path / "full", kafka_bootstrap, topic, "train.source_format=kafka")
-    want, got = (
-        _stats(spark, full, train.run(spark, full, "full").version),
-        _stats(spark, inc, second.version),
-    )
-    assert set(got) == set(want)
-    for key, w in want.items():
-        g = got[key]
-        assert (g.n, g.min, g.max, g.first_ts, g.last_ts) == (w.n, w.min, w.max, w.first_ts, w.last_ts)
-        assert g.mean == pytest.approx(w.mean, rel=1e-12) and g.m2 == pytest.approx(w.m2, rel=1e-9)
+    want = model_stats(spark, full, train.run(spark, full, "full").version)
+    assert_same_moments(model_stats(spark, inc, second.version), want)

@@ -10,6 +10,8 @@ from pyspark.sql import functions as F
 from spark_anomaly import model_store, train
 from spark_anomaly.config import load_config
 
+from ..model_checks import assert_same_moments, model_stats
+
 
 def _write_history(path, start, count, seed, bad=0):
     rng = np.random.default_rng(seed)
@@ -36,17 +38,12 @@ def _cfg(tmp_path, name, history):
     )
 
 
-def _stats(spark, cfg, version):
-    rows = model_store.read_version(spark, cfg.path(cfg.model.table), version).collect()
-    return {(r.sensor_id, r.metric): r for r in rows}
-
-
 def test_full_train_matches_numpy_and_exports_seed_json(spark, tmp_path):
     rows = _write_history(tmp_path / "hist", 0, 600, seed=1, bad=2)
     cfg = _cfg(tmp_path, "a", tmp_path / "hist")
     res = train.run(spark, cfg, "full")
     assert (res.series, res.rows_read, res.rows_rejected) == (6, 602, 2)
-    stats = _stats(spark, cfg, res.version)
+    stats = model_stats(spark, cfg, res.version)
     temps = np.array([r["temp"] for r in rows if r["id"] == "s1"])
     s = stats[("s1", "temp")]
     assert s.n == temps.size
@@ -73,15 +70,9 @@ def test_incremental_equals_full_retrain_and_latest_moves(spark, tmp_path):
     assert model_store.latest_version(spark, inc.path(inc.model.table)).version == v2
     full = _cfg(tmp_path, "full", tmp_path / "hist")
     v_full = train.run(spark, full, "full").version
-    got, want = _stats(spark, inc, v2), _stats(spark, full, v_full)
-    assert set(got) == set(want)
-    for key, w in want.items():
-        g = got[key]
-        assert g.n == w.n and (g.min, g.max, g.first_ts, g.last_ts) == (w.min, w.max, w.first_ts, w.last_ts)
-        assert g.mean == pytest.approx(w.mean, rel=1e-12)
-        assert g.m2 == pytest.approx(w.m2, rel=1e-9)
+    assert_same_moments(model_stats(spark, inc, v2), model_stats(spark, full, v_full))
     # the first version is still there for time travel / rollback
-    assert len(_stats(spark, inc, v1)) == 6
+    assert len(model_stats(spark, inc, v1)) == 6
 
 
 def test_failed_write_leaves_no_visible_version(spark, tmp_path):
@@ -142,10 +133,10 @@ def test_delta_source_one_pass_incremental_reads_only_new_rows(spark, tmp_path):
     inc.train.source_format = "delta"
     first = train.run(spark, inc, "full")
     assert (first.series, first.rows_read, first.rows_rejected) == (6, 400, 1)
-    s = _stats(spark, inc, first.version)[("s2", "hum")]
+    s = model_stats(spark, inc, first.version)[("s2", "hum")]
     hums = np.array([r[3] for r in old if r[0] == "s2" and r[3] is not None])
     # the rejected record (i=5, s2) counts for neither metric of its series
-    assert s.n == hums.size and _stats(spark, inc, first.version)[("s2", "temp")].n == hums.size
+    assert s.n == hums.size and model_stats(spark, inc, first.version)[("s2", "temp")].n == hums.size
     assert s.m2 == pytest.approx(((hums - hums.mean()) ** 2).sum(), rel=1e-9)
     _delta_history(spark, tmp_path / "h", 400, 300, seed=6, mode="append")
     second = train.run(spark, inc, "incremental")
@@ -153,15 +144,8 @@ def test_delta_source_one_pass_incremental_reads_only_new_rows(spark, tmp_path):
     assert (second.rows_read, second.rows_rejected) == (302, 1)
     full = _cfg(tmp_path, "dfull", tmp_path / "h")
     full.train.source_format = "delta"
-    want, got = (
-        _stats(spark, full, train.run(spark, full, "full").version),
-        _stats(spark, inc, second.version),
-    )
-    assert set(got) == set(want)
-    for key, w in want.items():
-        g = got[key]
-        assert (g.n, g.min, g.max, g.first_ts, g.last_ts) == (w.n, w.min, w.max, w.first_ts, w.last_ts)
-        assert g.mean == pytest.approx(w.mean, rel=1e-12) and g.m2 == pytest.approx(w.m2, rel=1e-9)
+    want = model_stats(spark, full, train.run(spark, full, "full").version)
+    assert_same_moments(model_stats(spark, inc, second.version), want)
 
 
 def _json_export(cfg, version):
