@@ -72,11 +72,9 @@ class NoveltyDetector(StepDetector):
 
     def _step(self, x: float) -> tuple[float, float, float, float, bool, str]:
         c = self.config
-        if not math.isfinite(x):
-            return (NAN, NAN, 0.0, 0.0, False, "invalid value")
-        warming = self._range.learning(x)
-        if warming is not None:
-            return (NAN, NAN, 0.0, 0.0, False, warming)
+        skipped = self._range.unscored(x)
+        if skipped is not None:
+            return skipped
         lo = self._range.lo
         step = max(self._range.hi - lo, c.min_width) / c.bins
         level = (x - lo) / step

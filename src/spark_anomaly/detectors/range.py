@@ -13,13 +13,12 @@ in range for a long time makes its first excursion stand out.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from .base import NAN, SeriesPrior, StepDetector
+from .base import SeriesPrior, StepDetector
 from .checks import require_positive
-from .trained_range import TrainedRange
+from .trained_range import TrainedRange, excess_step
 
 
 @dataclass(frozen=True)
@@ -51,23 +50,12 @@ class RangeDetector(StepDetector):
 
     def _step(self, x: float) -> tuple[float, float, float, float, bool, str]:
         c = self.config
-        if not math.isfinite(x):
-            return (NAN, NAN, 0.0, 0.0, False, "invalid value")
-        warming = self._range.learning(x)
-        if warming is not None:
-            return (NAN, NAN, 0.0, 0.0, False, warming)
+        skipped = self._range.unscored(x)
+        if skipped is not None:
+            return skipped
         lo, hi = self._range.lo, self._range.hi
         width = max(hi - lo, c.min_width)
-        lower, upper = lo - c.margin * width, hi + c.margin * width
-        span = max(upper - lower, c.min_width)
-        if x > upper:
-            excess, reason = (x - upper) / span, "above trained range"
-        elif x < lower:
-            excess, reason = (lower - x) / span, "below trained range"
-        else:
-            return (lower, upper, 0.0, 0.0, False, "ok")
-        score = -math.expm1(-excess)
-        return (lower, upper, score, score, True, f"{reason} by {excess:.3g} widths")
+        return excess_step(x, lo - c.margin * width, hi + c.margin * width, c.min_width, "trained range")
 
     def get_state(self) -> dict[str, Any]:
         return self._range.get_state()

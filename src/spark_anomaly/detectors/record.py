@@ -21,9 +21,9 @@ import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from .base import NAN, SeriesPrior, StepDetector
+from .base import SeriesPrior, StepDetector
 from .checks import require_positive
-from .trained_range import TrainedRange
+from .trained_range import TrainedRange, excess_step
 
 
 @dataclass(frozen=True)
@@ -57,24 +57,14 @@ class RecordDetector(StepDetector):
 
     def _step(self, x: float) -> tuple[float, float, float, float, bool, str]:
         c = self.config
-        if not math.isfinite(x):
-            return (NAN, NAN, 0.0, 0.0, False, "invalid value")
-        warming = self._range.learning(x)
-        if warming is not None:
-            return (NAN, NAN, 0.0, 0.0, False, warming)
+        skipped = self._range.unscored(x)
+        if skipped is not None:
+            return skipped
         lo, hi = self._range.lo, self._range.hi
         pad = c.margin * max(hi - lo, c.min_width)
         lower, upper = min(lo, self._lo) - pad, max(hi, self._hi) + pad
-        span = max(upper - lower, c.min_width)
         self._lo, self._hi = min(self._lo, x), max(self._hi, x)
-        if x > upper:
-            excess, reason = (x - upper) / span, "above every reading so far"
-        elif x < lower:
-            excess, reason = (lower - x) / span, "below every reading so far"
-        else:
-            return (lower, upper, 0.0, 0.0, False, "ok")
-        score = -math.expm1(-excess)
-        return (lower, upper, score, score, True, f"{reason} by {excess:.3g} widths")
+        return excess_step(x, lower, upper, c.min_width, "every reading so far")
 
     def get_state(self) -> dict[str, Any]:
         return {**self._range.get_state(), "rec_lo": self._lo, "rec_hi": self._hi}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .base import SeriesPrior
+from .base import NAN, SeriesPrior, Step
 
 
 class TrainedRange:
@@ -34,6 +34,13 @@ class TrainedRange:
             self.frozen = True
         return f"warm-up: learning the range ({self.seen}/{self.warmup})"
 
+    def unscored(self, x: float) -> Step | None:
+        """The verdict of a reading that is not scored (not finite, or learned in the warm-up)."""
+        if not math.isfinite(x):
+            return (NAN, NAN, 0.0, 0.0, False, "invalid value")
+        warming = self.learning(x)
+        return None if warming is None else (NAN, NAN, 0.0, 0.0, False, warming)
+
     def get_state(self) -> dict[str, Any]:
         return {"lo": self.lo, "hi": self.hi, "seen": self.seen, "frozen": self.frozen}
 
@@ -41,3 +48,18 @@ class TrainedRange:
         self.lo, self.hi = float(state["lo"]), float(state["hi"])
         self.seen = int(state["seen"])
         self.frozen = bool(state["frozen"])
+
+
+def excess_step(x: float, lower: float, upper: float, min_width: float, where: str) -> Step:
+    """A reading against the band [lower, upper]: inside, "ok" and score 0; outside, flagged with
+    score = probability = 1 - exp(-excess), excess = its distance outside in band widths.
+    ``where`` names what the band is ("trained range"), for the reason."""
+    span = max(upper - lower, min_width)
+    if x > upper:
+        excess, side = (x - upper) / span, "above"
+    elif x < lower:
+        excess, side = (lower - x) / span, "below"
+    else:
+        return (lower, upper, 0.0, 0.0, False, "ok")
+    score = -math.expm1(-excess)
+    return (lower, upper, score, score, True, f"{side} {where} by {excess:.3g} widths")
