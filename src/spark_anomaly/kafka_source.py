@@ -49,3 +49,21 @@ def read_batch(
         .option("endingOffsets", ending)
         .load()
     )
+
+
+def partitions(spark: SparkSession, kc: KafkaConfig) -> list[int]:
+    """The partitions of ``kc.topic``, asked with the JVM's Kafka admin client and the same
+    ``kafka.*`` settings (security included) the source uses. A bounded read from stored offsets
+    must name every partition of the topic: one that had no records when the offsets were stored,
+    or was added since, would otherwise fail the read."""
+    jvm = spark.sparkContext._jvm
+    props = jvm.java.util.Properties()
+    for key, value in _options(kc).items():
+        if key.startswith("kafka."):
+            props.setProperty(key[len("kafka.") :], value)
+    admin = jvm.org.apache.kafka.clients.admin.AdminClient.create(props)
+    try:
+        topics = admin.describeTopics(jvm.java.util.Collections.singletonList(kc.topic)).allTopicNames().get()
+        return sorted(int(p.partition()) for p in topics.get(kc.topic).partitions())
+    finally:
+        admin.close()

@@ -132,7 +132,8 @@ def _kafka_end_offsets(parsed: DataFrame, starting: dict[str, int]) -> str:
         for r in parsed.groupBy("partition").agg((F.max("offset") + 1).alias("next")).collect()
     }
     merged = {**{str(k): int(v) for k, v in starting.items()}, **ends}
-    return json.dumps(merged, sort_keys=True)
+    # a partition never read (-2: still from its earliest) needs no entry: the next run adds it again
+    return json.dumps({k: v for k, v in merged.items() if v >= 0}, sort_keys=True)
 
 
 def _last_ts_wide(prev_stats: DataFrame, measures: list[str]) -> DataFrame:
@@ -245,7 +246,10 @@ def run(spark: SparkSession, cfg: AppConfig, mode: str | None = None) -> TrainRe
     if cfg.train.source_format == "kafka":
         starting: dict[str, int] = {}
         if prev is not None and prev.source_offsets:
-            starting = {k: int(v) for k, v in json.loads(prev.source_offsets).items()}
+            stored = {k: int(v) for k, v in json.loads(prev.source_offsets).items()}
+            # every partition of the topic, from where the previous version stopped; one it never
+            # read (no records then, or added since) from its earliest offset (-2)
+            starting = {str(p): stored.get(str(p), -2) for p in kafka_source.partitions(spark, cfg.kafka)}
         start_spec = json.dumps({topic: starting}) if starting else "earliest"
         parsed = parsing.parse(
             parsing.from_kafka(kafka_source.read_batch(spark, cfg.kafka, start_spec)), cfg.input

@@ -45,10 +45,14 @@ def reading(sid: str, ts: int, temp: float, hum: float) -> str:
     return json.dumps({"id": sid, "ts": ts, "temp": temp, "hum": hum})
 
 
-def produce(bootstrap: str, topic: str, records: list[tuple[str | None, str]]) -> None:
+def produce(
+    bootstrap: str, topic: str, records: list[tuple[str | None, str]], partition: int | None = None
+) -> None:
+    """``records`` as (key, value); all into ``partition`` when given, else by key."""
     p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+    at = {} if partition is None else {"partition": partition}
     for key, value in records:
-        p.produce(topic, key=key.encode() if key else None, value=value.encode())
+        p.produce(topic, key=key.encode() if key else None, value=value.encode(), **at)
     assert p.flush(30) == 0
 
 

@@ -40,3 +40,21 @@ def test_kafka_incremental_reads_only_new_offsets_and_equals_full(spark, kafka_b
     full, _ = config(tmp_path / "full", kafka_bootstrap, topic, "train.source_format=kafka")
     want = model_stats(spark, full, train.run(spark, full, "full").version)
     assert_same_moments(model_stats(spark, inc, second.version), want)
+
+
+def test_kafka_incremental_reads_a_partition_the_previous_version_never_saw(spark, kafka_bootstrap, tmp_path):
+    """Stored offsets name only the partitions that had records; the next run must still read the
+    others, from their earliest offset (Spark refuses start offsets that omit a partition)."""
+    topic = new_topic(kafka_bootstrap)  # two partitions
+    inc, _ = config(tmp_path / "inc", kafka_bootstrap, topic, "train.source_format=kafka")
+    produce(kafka_bootstrap, topic, _batch(0, 120, seed=3), partition=0)
+    first = train.run(spark, inc, "full")
+    assert json.loads(first.source_offsets) == {"0": 120}
+    produce(kafka_bootstrap, topic, _batch(120, 50, seed=4), partition=1)
+    produce(kafka_bootstrap, topic, _batch(170, 30, seed=5), partition=0)
+    second = train.run(spark, inc, "incremental")
+    assert (second.rows_read, second.rows_rejected) == (80, 0)
+    assert json.loads(second.source_offsets) == {"0": 150, "1": 50}
+    full, _ = config(tmp_path / "full", kafka_bootstrap, topic, "train.source_format=kafka")
+    want = model_stats(spark, full, train.run(spark, full, "full").version)
+    assert_same_moments(model_stats(spark, inc, second.version), want)
