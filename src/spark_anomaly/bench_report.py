@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
+from .bench_train import new_tag
 from .benchmark import fmt_rate
 
 QUICK: dict[str, Any] = {
@@ -95,9 +98,8 @@ def fit_line(xs: list[float], ys: list[float]) -> tuple[float, float] | None:
     """Least-squares (intercept, slope) of ys on xs; None without two distinct xs."""
     if len(xs) < 2 or len(set(xs)) < 2:
         return None
-    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
-    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum((x - mx) ** 2 for x in xs)
-    return my - slope * mx, slope
+    slope, intercept = np.polyfit(xs, ys, 1)
+    return float(intercept), float(slope)
 
 
 def _train_fit(results: dict[str, dict]) -> list[str]:
@@ -117,7 +119,7 @@ def _train_fit(results: dict[str, dict]) -> list[str]:
         jobs = sorted({r["extra"].get("spark_jobs") for r in runs} - {None})
         full = results.get(f"train-full2-{tag}") or results.get(f"train-full-{tag}")
         rows.append(
-            f"| {tag} | {', '.join('+' + _m(x) for x in xs)} | {wall[0]:.2f} | {wall[1] * 1e6:.2f} | "
+            f"| {tag} | {', '.join('+' + new_tag(x) for x in xs)} | {wall[0]:.2f} | {wall[1] * 1e6:.2f} | "
             f"{fmt_rate(1 / wall[1] if wall[1] > 0 else None)} | "
             + (f"{cpu[0]:.2f} | {cpu[1] * 1e6:.2f} | " if cpu else "– | – | ")
             + f"{_span(jobs)} | "
@@ -143,10 +145,6 @@ def _span(values: list[int]) -> str:
     if not values:
         return "–"
     return str(values[0]) if values[0] == values[-1] else f"{values[0]}–{values[-1]}"
-
-
-def _m(x: float) -> str:
-    return f"{x / 1e6:g}M" if x else "0"
 
 
 def _load_range(runs: list[dict]) -> str:

@@ -127,14 +127,8 @@ def pandas_train_parquet(files: list[str]) -> Result:
     )
 
 
-def new_sizes(new_records: int | list[int] | dict[int, list[int]], history: int) -> list[int]:
-    """The incremental run sizes for one history size (one int = one run, as before)."""
-    if isinstance(new_records, dict):
-        return list(new_records.get(history, new_records.get(str(history), [])))
-    return [new_records] if isinstance(new_records, int) else list(new_records)
-
-
-def new_tag(records: int) -> str:
+def new_tag(records: float) -> str:
+    """How a number of new records is named in keys and rows: 0, 1M, 5M."""
     return f"{records / 1e6:g}M" if records else "0"
 
 
@@ -143,12 +137,12 @@ def run_all(
     base_cfg,
     work: Path,
     sizes: list[int],
-    new_records: int | list[int] | dict[int, list[int]],
+    new_records: dict[int, list[int]],
     pandas_max: int,
 ) -> dict[str, Result]:
     """For each history size: write it, train full (twice), then incremental runs of several sizes.
 
-    The incremental runs go in the given order on one table, after a first one that warms the
+    ``new_records`` maps a history size to its incremental run sizes. They go in that order on one table, after a first one that warms the
     JVM: append ``k`` later records, train incremental, so each run's new data is exactly the
     ``k`` records (``k = 0``: no new data; a size may repeat, against the noise of a shared
     machine). Their cost against ``k`` is a line, fixed + per row (``bench_report`` fits it).
@@ -180,7 +174,7 @@ def run_all(
         out[f"train-full2-{tag}"] = timed_train(spark, cfg, "full", f"train.run full, Delta {tag}, 2nd run")
         print(f"train-full2-{tag}", out[f"train-full2-{tag}"].as_dict(), flush=True)
         ticks, history = n // spec.sensors, n
-        runs = new_sizes(new_records, n)
+        runs = new_records.get(n, [])
         if runs:
             # like the 2nd full run: the first incremental run in a JVM also compiles its plans'
             # code (~0.5 s); shown in its own row and left out of the fit

@@ -3,7 +3,6 @@
 import pytest
 
 from spark_anomaly import bench_report as R
-from spark_anomaly import bench_train as BT
 
 
 def _run(name: str, events: int, wall: float, cpu: float, new: int | None = None, jobs: int = 16) -> dict:
@@ -34,10 +33,3 @@ def test_training_table_renders_incremental_runs_and_their_fit():
     cells = [c.strip() for c in fit.strip("|").split("|")]
     assert cells[2:5] == ["2.00", "0.50", "2,000k"]  # fixed s, s per 1M, marginal rows/s
     assert cells[5:9] == ["3.00", "1.00", "16", "0.40×"]
-
-
-def test_new_sizes_accepts_one_size_a_list_or_a_map_per_history():
-    assert BT.new_sizes(1_000_000, 10) == [1_000_000]
-    assert BT.new_sizes([0, 5], 10) == [0, 5]
-    assert BT.new_sizes({10: [0, 1]}, 10) == [0, 1] and BT.new_sizes({"10": [2]}, 10) == [2]
-    assert BT.new_sizes({10: [0, 1]}, 100) == []
