@@ -132,6 +132,10 @@ class DetectConfig:
     state_timeout: str = "1 hour"  # state of series that stop reporting expires after this
     # hash buckets of series the stateful detectors are grouped by; fixed for a checkpoint's life
     state_buckets: int = 32
+    # MiB of resident memory up to which a Python worker keeps the stateful detectors' live cores
+    # between batches (a kept set skips restoring its bucket from the state); null = half the
+    # memory available per CPU, 0 = keep none. Only speed depends on it, never a score.
+    live_cache_mb: int | None = None
     aggregation: AggregationConfig = field(default_factory=AggregationConfig)
 
     def __post_init__(self) -> None:
@@ -142,6 +146,9 @@ class DetectConfig:
         b = self.state_buckets
         if isinstance(b, bool) or not isinstance(b, int) or b < 1:
             raise ConfigError(f"detect.state_buckets must be an int >= 1, got {self.state_buckets!r}")
+        m = self.live_cache_mb
+        if m is not None and (isinstance(m, bool) or not isinstance(m, int) or m < 0):
+            raise ConfigError(f"detect.live_cache_mb must be null or an int >= 0, got {m!r}")
 
 
 @dataclass

@@ -87,10 +87,73 @@ class BucketMismatch(RuntimeError):
 # often lands here again: when the state it hands over carries that token, the cores are exactly at
 # that state and unpickling + ``set_state`` is skipped (for cad, rebuilding its indexes is most of
 # the cost). Any other state (another worker's, a retried batch's) misses, is restored from the
-# blob (the source of truth, written every batch) and replaces the stale cores, so a worker holds
-# one set of cores per bucket (cad: ~1 MB per series at 800 contexts).
-_LIVE: OrderedDict[tuple[str, tuple], tuple[bytes, dict[tuple[str, str], dict]]] = OrderedDict()
+# blob (the source of truth, written every batch) and replaces the stale cores. Entries are
+# (token, cores, batch time); what is kept is bounded by ``detect.live_cache_mb`` (see
+# ``_keep_live``): a dropped set only costs its bucket a restore from the blob, never a number.
+_LIVE: OrderedDict[tuple[str, tuple], tuple[bytes, dict[tuple[str, str], dict], int]] = OrderedDict()
 _LIVE_MAX = 1024  # buckets; above the buckets one worker sees, so a bucket kept here is found again
+
+
+def rss_mb() -> float | None:
+    """This process's resident memory in MiB (Linux ``/proc``), or None where it cannot be read."""
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _memory_limit_bytes() -> int | None:
+    """The memory this process may use: its cgroup's limit (containers) or the machine's."""
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(path) as fh:
+                text = fh.read().strip()
+        except OSError:
+            continue
+        if text.isdigit() and int(text) < 1 << 60:  # "max" or a huge number: no limit
+            return int(text)
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        return None
+
+
+def live_budget_mb(configured: int | None) -> float:
+    """``detect.live_cache_mb`` as a number: null = half the available memory per CPU (each CPU
+    can run one Python worker, and each keeps its own cores), at least 256 MiB."""
+    if configured is not None:
+        return float(configured)
+    limit = _memory_limit_bytes()
+    if limit is None:
+        return 2048.0
+    return max(256.0, limit / 2 / (os.cpu_count() or 1) / 2**20)
+
+
+def _keep_live(entry: tuple[str, tuple], value: tuple, budget_mb: float) -> None:
+    """Keep a bucket's live cores, then drop others while this worker's RSS is over the budget.
+
+    Sets from earlier batches go first, oldest first: by now another worker has most likely
+    processed their buckets, so they would miss anyway. Then sets of this batch, newest first,
+    the current one last: the buckets of a partition come in the same order every batch, so
+    dropping the oldest would evict each set just before it is asked for again (a scan), while
+    keeping the oldest ones serves the first buckets of the next batch.
+    """
+    if budget_mb <= 0:
+        return
+    _LIVE.pop(entry, None)
+    _LIVE[entry] = value
+    while len(_LIVE) > _LIVE_MAX:
+        _LIVE.popitem(last=False)
+    now = value[2]
+    used = rss_mb()
+    while used is not None and used > budget_mb and len(_LIVE) > 1:
+        older = next((k for k, v in _LIVE.items() if v[2] < now), None)
+        if older is None:
+            keys = list(_LIVE)
+            older = keys[-2]  # the newest but the current one
+        del _LIVE[older]
+        used = rss_mb()
 
 
 def load_bucket(blob: bytes, buckets: int) -> dict[tuple[str, str], list]:
@@ -114,14 +177,19 @@ def dump_bucket(series: dict[tuple[str, str], list], buckets: int, token: bytes 
     return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def make_state_fn(detectors: list[BoundDetector], timeout_ms: int, buckets: int):
+def make_state_fn(
+    detectors: list[BoundDetector], timeout_ms: int, buckets: int, live_cache_mb: int | None = None
+):
     """The function Spark calls per bucket (many series) per micro-batch.
 
     The state of a bucket maps (sensor_id, metric) -> [last seen (processing ms), pickled detector
     states]. Only the series present in the batch are unpickled and re-pickled. A series silent
     for ``timeout_ms`` is dropped at the next call of its bucket (and starts afresh if it comes
-    back); a bucket with no data at all for ``timeout_ms`` times out as a whole.
+    back); a bucket with no data at all for ``timeout_ms`` times out as a whole. ``live_cache_mb``
+    bounds the live cores a worker keeps between batches (``live_budget_mb``, computed in the
+    worker: on a cluster its machine is not the driver's).
     """
+    budget: list[float] = []
     n_det = len(detectors)
     tags = np.array([d.tag for d in detectors], dtype=object)
     # live cores are reused only by the same detector configuration of the same query (two queries
@@ -159,7 +227,7 @@ def make_state_fn(detectors: list[BoundDetector], timeout_ms: int, buckets: int)
         now = state.getCurrentProcessingTimeMs()
         saved = _load(state.get[0], buckets) if state.exists else {"series": {}, "token": b""}
         series = {k: v for k, v in saved["series"].items() if now - v[0] < timeout_ms}
-        token, live = _LIVE.pop((ident, key), (b"", None))
+        token, live, _ = _LIVE.pop((ident, key), (b"", None, 0))
         live = {k: live[k] for k in series if k in live} if live and token == saved["token"] else {}
         # One lexsort: series by series, each in arrival (partition, offset) order.
         s_codes, s_uni = pd.factorize(pdf["sensor_id"], use_na_sentinel=False)
@@ -184,9 +252,9 @@ def make_state_fn(detectors: list[BoundDetector], timeout_ms: int, buckets: int)
             live[k] = c
         token = os.urandom(16)
         state.update((dump_bucket(series, buckets, token),))
-        _LIVE[(ident, key)] = (token, live)
-        while len(_LIVE) > _LIVE_MAX:
-            _LIVE.popitem(last=False)
+        if not budget:
+            budget.append(live_budget_mb(live_cache_mb))
+        _keep_live((ident, key), (token, live, now), budget[0])
         state.setTimeoutDuration(timeout_ms)
         counts = np.diff(starts)
         sid = np.repeat(np.array([k[0] for k in keys], dtype=object), counts)
@@ -235,7 +303,11 @@ def with_latest_model(spark: SparkSession, readings: DataFrame, table: str) -> D
 
 
 def apply_detectors(
-    readings: DataFrame, detectors: list[BoundDetector], timeout_ms: int, buckets: int
+    readings: DataFrame,
+    detectors: list[BoundDetector],
+    timeout_ms: int,
+    buckets: int,
+    live_cache_mb: int | None = None,
 ) -> DataFrame:
     """Group by a hash bucket of the series key, not by series: the fixed cost per group call is
     paid ``buckets`` times per micro-batch instead of once per series."""
@@ -244,7 +316,7 @@ def apply_detectors(
         readings.withColumn("_bucket", bucket)
         .groupBy("_bucket")
         .applyInPandasWithState(
-            make_state_fn(detectors, timeout_ms, buckets),
+            make_state_fn(detectors, timeout_ms, buckets, live_cache_mb),
             outputStructType=RESULT_SCHEMA,
             stateStructType=STATE_SCHEMA,
             outputMode="append",
@@ -274,7 +346,11 @@ def start_readings_query(
     if needs_prior(detectors):
         readings = with_latest_model(spark, readings, cfg.path(cfg.model.table))
     scored = apply_detectors(
-        readings, detectors, duration_ms(cfg.detect.state_timeout), cfg.detect.state_buckets
+        readings,
+        detectors,
+        duration_ms(cfg.detect.state_timeout),
+        cfg.detect.state_buckets,
+        cfg.detect.live_cache_mb,
     )
     sink_table = cfg.path(cfg.detect.sink_table)
     # idempotent; detect.start does the same: statistics only on the columns queries filter by

@@ -271,3 +271,66 @@ def test_worker_switches_keep_one_live_set_per_bucket_and_freeze_the_cores(monke
     b = outs[True].sort_values(key, ignore_index=True)
     np.testing.assert_array_equal(a.score.to_numpy(float), b.score.to_numpy(float))
     assert (a.reason == b.reason).all() and a.is_anomaly.equals(b.is_anomaly)
+
+
+def test_live_cores_are_dropped_over_the_memory_budget(monkeypatch):
+    """Over budget, sets of earlier batches go first (oldest first), then this batch's newest
+    but the current one; under budget everything is kept; budget 0 keeps nothing."""
+    from collections import OrderedDict
+
+    live: OrderedDict = OrderedDict()
+    monkeypatch.setattr(stateful, "_LIVE", live)
+    rss = {"mb": 100.0}
+    monkeypatch.setattr(stateful, "rss_mb", lambda: rss["mb"])
+    for b in range(3):  # batch 1: buckets 0, 1, 2, under budget
+        stateful._keep_live(("q", (b,)), (b"t", {}, 1), budget_mb=500)
+    assert [k[1][0] for k in live] == [0, 1, 2]
+    stateful._keep_live(("q", (0,)), (b"t", {}, 2), budget_mb=500)  # batch 2 starts with bucket 0
+    drops = iter([600.0, 450.0])  # over budget once; one drop brings it under
+    monkeypatch.setattr(stateful, "rss_mb", lambda: next(drops))
+    stateful._keep_live(("q", (3,)), (b"t", {}, 2), budget_mb=500)
+    assert [k[1][0] for k in live] == [2, 0, 3]  # bucket 1, of batch 1 and the oldest, went
+    drops = iter([900.0, 800.0, 700.0, 650.0])
+    monkeypatch.setattr(stateful, "rss_mb", lambda: next(drops))
+    stateful._keep_live(("q", (4,)), (b"t", {}, 2), budget_mb=500)
+    # batch 1's bucket 2 first, then this batch's newest but the current (3, then 0); 4 stays
+    assert [k[1][0] for k in live] == [4]
+    live.clear()
+    stateful._keep_live(("q", (5,)), (b"t", {}, 3), budget_mb=0)
+    assert not live
+
+
+def test_budget_zero_keeps_no_cores_and_gives_the_same_numbers(monkeypatch):
+    from collections import OrderedDict
+
+    spec = [DetectorSpec("cad", {})]
+    outs = {}
+    for mb in (None, 0):
+        live: OrderedDict = OrderedDict()
+        monkeypatch.setattr(stateful, "_LIVE", live)
+        fn = stateful.make_state_fn(bind(spec), HOUR, 3, live_cache_mb=mb)
+        rng = np.random.default_rng(5)
+        states: dict = {}
+        got = []
+        for i, k in enumerate((6, 20, 3)):
+            df = _readings(6, k, seed=k, offset0=10_000 * i)
+            df = df.assign(n=100, mean=30.0, m2=9900.0, min=15.0, max=45.0, model_version=3)
+            got.append(_run(fn, df, states, 3, 1000 * i, rng))
+        assert (len(live) > 0) == (mb is None)
+        outs[mb] = pd.concat(got, ignore_index=True)
+    key = ["sensor_id", "metric", "source_partition", "source_offset"]
+    a, b = (outs[m].sort_values(key, ignore_index=True) for m in (None, 0))
+    np.testing.assert_array_equal(a.score.to_numpy(float), b.score.to_numpy(float))
+    assert (a.reason == b.reason).all()
+
+
+def test_live_budget_default_and_validation():
+    assert stateful.live_budget_mb(0) == 0 and stateful.live_budget_mb(700) == 700
+    assert stateful.live_budget_mb(None) >= 256
+    rss = stateful.rss_mb()
+    assert rss is None or rss > 10  # this test process holds numpy and pandas
+    assert load_config(overrides=["detect.live_cache_mb=512"]).detect.live_cache_mb == 512
+    assert load_config().detect.live_cache_mb is None
+    for bad in ("-1", "1.5", "1g", "true"):
+        with pytest.raises(ConfigError, match="live_cache_mb"):
+            load_config(overrides=[f"detect.live_cache_mb={bad}"])
