@@ -217,11 +217,12 @@ def test_memory_cap_holds_on_long_random_series():
     assert max(sizes) <= cap
     assert sizes[-1] >= int(0.9 * cap) - 50  # it keeps learning (sweeps, not a freeze)
     state = det.get_state()
-    assert len(state["ctx_ids"]) <= cap
+    ctx = _ctx_columns(state)
+    assert len(ctx["id"]) <= cap
     assert len(state["left_ids"]) <= cap and len(state["right_ids"]) <= cap
     # every stored semi-context is still used by a context
-    assert set(state["left_ids"]) == set(state["ctx_left"])
-    assert set(state["right_ids"]) == set(state["ctx_right"])
+    assert set(state["left_ids"]) == set(ctx["left"])
+    assert set(state["right_ids"]) == set(ctx["right"])
     # neuron facts of the left group are context ids, sensor facts are small
     assert all(f < 8 or f >= NEURON_BASE for f in state["left_group"])
 
@@ -376,6 +377,12 @@ def test_small_batches_through_pickled_state_equal_one_run(kind, kw):
         assert ref.get_state()["next_ids"][2] > 2 * kw["max_contexts"] >= 2 * ref.n_contexts
 
 
+def _ctx_columns(state: dict) -> dict[str, list[int]]:
+    """The contexts of a state as columns by field name (both layouts)."""
+    fields = ("id", "left", "right", "count", "zero_level", "sweep_count")
+    return {k: state[f"ctx_{k if k != 'id' else 'ids'}"] for k in fields}
+
+
 def _as_layout_1(state: dict) -> dict:
     """The content of a layout-2 state in layout-1 terms (fact lists, contexts by id), so states
     of both layouts, or layout-2 states with other slot numbers, can be compared."""
@@ -397,8 +404,9 @@ def _as_layout_1(state: dict) -> dict:
         rights = {
             rid: facts(m, width) for rid, m in zip(state["right_ids"], state["right_masks"], strict=True)
         }
-    cols = ("ctx_left", "ctx_right", "ctx_count", "ctx_zero_level", "ctx_sweep_count")
-    ctxs = {cid: tuple(state[k][i] for k in cols) for i, cid in enumerate(state["ctx_ids"])}
+    cols = _ctx_columns(state)
+    fields = ("left", "right", "count", "zero_level", "sweep_count")
+    ctxs = {cid: tuple(cols[k][i] for k in fields) for i, cid in enumerate(cols["id"])}
     same = ("lo", "hi", "learn", "t", "last_alarm", "left_group", "next_ids")
     return {**{k: state[k] for k in same}, "lefts": lefts, "rights": rights, "ctxs": ctxs}
 

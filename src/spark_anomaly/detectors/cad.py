@@ -56,10 +56,10 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass
 from itertools import compress, repeat
-from operator import itemgetter, lshift, or_
+from operator import itemgetter, lshift, or_, sub
 from typing import Any, ClassVar
 
 import numpy as np
@@ -155,6 +155,10 @@ def _bits_of(x: int, base: int = 0) -> list[int]:
 
 
 _COUNTER = itemgetter(0)
+_MASK = itemgetter(0)
+_consume = deque(maxlen=0).extend
+# a context's fields stored in the state, in the order of its list (slot and right mask follow)
+_CTX_KEYS = ("ctx_count", "ctx_left", "ctx_right", "ctx_ids", "ctx_zero_level", "ctx_sweep_count")
 _BIT = [1 << i for i in range(64)]  # slot -> 1 << slot, grown on demand, shared by all cores
 
 
@@ -711,13 +715,11 @@ class CadDetector(Detector):
         """Plain values only: ints, floats, lists, dicts (JSON- and pickle-safe).
 
         Layout 2: semi-contexts as masks (ints) over the slots, ``slot_cids`` naming the context
-        of each neuron slot (-1: free); contexts as parallel integer columns; the zero-level indexes as flat lists, so that ``set_state`` rebuilds
-        them without a pass over facts. Flat lists pickle and unpickle in C.
+        of each neuron slot (-1: free); the contexts as parallel integer columns; the zero-level indexes as flat lists, so that ``set_state`` rebuilds them without
+        a pass over facts. Flat lists pickle and unpickle in C.
         """
-        lefts = list(self._lefts.values())
-        ctxs = list(self._ctx.values())
-        cols = list(zip(*ctxs, strict=True)) if ctxs else [()] * 8
         zln, groups, plain = self._zl_neuron, self._zl_groups, self._zl_plain
+        cols = zip(*self._ctx.values(), strict=True) if self._ctx else repeat((), len(_CTX_KEYS))
         return {
             "version": _STATE_VERSION,
             "lo": self._lo,
@@ -730,15 +732,10 @@ class CadDetector(Detector):
             "sensor_slots": self._W,
             "slot_cids": list(self._slot_cids),
             "left_ids": list(self._lefts),
-            "left_masks": list(map(itemgetter(0), lefts)),
+            "left_masks": list(map(_MASK, self._lefts.values())),
             "right_ids": list(self._right_masks),
             "right_masks": list(self._right_masks.values()),
-            "ctx_ids": list(cols[3]),
-            "ctx_left": list(cols[1]),
-            "ctx_right": list(cols[2]),
-            "ctx_count": list(cols[0]),
-            "ctx_zero_level": list(cols[4]),
-            "ctx_sweep_count": list(cols[5]),
+            **dict(zip(_CTX_KEYS, map(list, cols), strict=False)),
             "zl_slots": list(zln),
             "zl_slot_lefts": list(map(list, zln.values())),
             "zl_keys": list(groups),
@@ -789,48 +786,36 @@ class CadDetector(Detector):
         rids = list(map(int, state["right_ids"]))
         rmasks = list(map(int, state["right_masks"]))
         self._right_ids = dict(zip(rmasks, rids, strict=True))
-        rmask_of = self._right_masks = dict(zip(rids, rmasks, strict=True))
-        self._right_refs = dict.fromkeys(rids, 0)
-        cids, c_left, c_right, cnt, snap = (
-            list(map(int, state[k]))
-            for k in ("ctx_ids", "ctx_left", "ctx_right", "ctx_count", "ctx_sweep_count")
-        )
-        zls = [1 if z else 0 for z in state["ctx_zero_level"]]
-        c_rm = list(map(rmask_of.__getitem__, c_right))
-        ctxs = list(
-            map(
-                list,
-                zip(
-                    cnt,
-                    c_left,
-                    c_right,
-                    cids,
-                    zls,
-                    snap,
-                    map(slot_of.get, cids, repeat(-1)),
-                    c_rm,
-                    strict=True,
-                ),
-            )
-        )
+        self._right_masks = dict(zip(rids, rmasks, strict=True))
+        cnt, c_left, c_right, cids, c_zl, snap = map(state.__getitem__, _CTX_KEYS)
+        try:
+            c_rm = list(map(self._right_masks.__getitem__, c_right))
+        except KeyError as e:
+            raise ValueError(
+                f"cad: state has a context with right semi-context {e}, which it lacks"
+            ) from None
+        slots = map(slot_of.get, cids, repeat(-1))
+        ctxs = list(map(list, zip(cnt, c_left, c_right, cids, c_zl, snap, slots, c_rm, strict=True)))
         self._ctx = dict(zip(cids, ctxs, strict=True))
-        objs = [[m, [], [], {}] for m in masks]
-        lefts = self._lefts = dict(zip(lids, objs, strict=True))
-        for c in ctxs:
-            lefts[c[1]][1].append(c)
-        self._left_ids = dict(zip(masks, lids, strict=True))
+        self._right_refs = dict.fromkeys(rids, 0)
         self._right_refs.update(Counter(c_right))
-        lmask_of = dict(zip(lids, masks, strict=True))
-        self._ctx_keys = set(map(or_, map(lshift, map(lmask_of.__getitem__, c_left), repeat(W)), c_rm))
-        for c in compress(ctxs, zls):
-            lefts[c[1]][2].append(c[7])
+        objs = [[m, [], [], {}] for m in masks]
+        self._lefts = dict(zip(lids, objs, strict=True))
+        self._left_ids = dict(zip(masks, lids, strict=True))
+        try:
+            under_of = dict(zip(lids, map(itemgetter(1), objs), strict=True))
+            _consume(map(list.append, map(under_of.__getitem__, c_left), ctxs))
+            zlr_of = dict(zip(lids, map(itemgetter(2), objs), strict=True))
+            _consume(map(list.append, map(zlr_of.__getitem__, compress(c_left, c_zl)), compress(c_rm, c_zl)))
+            lmask_of = dict(zip(lids, masks, strict=True))
+            self._ctx_keys = set(map(or_, map(lshift, map(lmask_of.__getitem__, c_left), repeat(W)), c_rm))
+        except KeyError as e:
+            raise ValueError(
+                f"cad: state has a context under left semi-context {e}, which it lacks"
+            ) from None
         by_key = self._by_key
-        for k, left in zip(map(int.bit_length, masks), objs, strict=True):
-            b = by_key.get(k - 1)
-            if b is None:
-                by_key[k - 1] = [left]
-            else:
-                b.append(left)
+        keys = map(sub, map(int.bit_length, masks), repeat(1))
+        _consume(map(list.append, map(by_key.setdefault, keys, map(list, repeat((), len(masks)))), objs))
         self._zl_neuron = dict(
             zip(map(int, state["zl_slots"]), map(list, state["zl_slot_lefts"]), strict=True)
         )
