@@ -219,8 +219,8 @@ class CadDetector(Detector):
     # semi-context and not the left group names it; the lowest free slot is used first. Only the
     # representation depends on slots: every rule is on the facts (ids, sorted fact lists).
     #
-    # A left semi-context is a list [mask, contexts (list), right masks of its zero-level contexts,
-    # {right mask: contexts that fire} (a cache)]; a context is a list [counter, left id, right id,
+    # A left semi-context is a list [mask, contexts (list), {sensor mask: contexts that fire} (a
+    # cache)]; a context is a list [counter, left id, right id,
     # context id, zero-level 0/1, counter at the last sweep, neuron slot (-1: none), right mask].
     # Lists compare by (counter, left id, right id): the tie order of active neurons. A pair
     # (left mask, right mask) is the int ``left << W | right``.
@@ -237,11 +237,11 @@ class CadDetector(Detector):
         self._lefts: dict[int, list[Any]] = {}  # left id -> left (creation order)
         # containment candidates: key slot (the highest slot of a left) -> lefts
         self._by_key: dict[int, list[list[Any]]] = {}
-        # zero-level lefts with neurons: neuron slot -> their left ids; sensor part << W | right
-        # mask -> left ids of those zero-level contexts; lefts without neurons: mask << W | right
-        # mask -> left id
-        self._zl_neuron: dict[int, list[int]] = {}
-        self._zl_groups: dict[int, set[int]] = {}
+        # zero-level contexts by pair: with neurons in the left, per neuron slot and per (sensor
+        # part << W | right mask); without, pair -> left id
+        self._zl_neuron: dict[int, list[int]] = {}  # context ids
+        self._zl_groups: dict[int, set[int]] = {}  # context ids
+        self._zl_pair: dict[int, int] = {}  # context id -> pair (zero-level, with neurons)
         self._zl_plain: dict[int, int] = {}
         self._right_ids: dict[int, int] = {}  # mask -> right id
         self._right_masks: dict[int, int] = {}  # right id -> mask (creation order)
@@ -259,7 +259,7 @@ class CadDetector(Detector):
         lid = self._next_lid
         self._next_lid += 1
         self._left_ids[mask] = lid
-        self._lefts[lid] = left = [mask, [], [], {}]
+        self._lefts[lid] = left = [mask, [], {}]
         # Indexed under its highest slot (any of its facts would do: a contained left has all its
         # facts in the group); only speed depends on this choice, never a score.
         key = mask.bit_length() - 1
@@ -285,34 +285,34 @@ class CadDetector(Detector):
         self._next_cid += 1
         c = [0, lid, rid, cid, zl, 0, -1, rm]
         left[1].append(c)
-        left[3] = {}
+        left[2] = {}
         self._ctx[cid] = c
         self._ctx_keys.add(left[0] << self._W | rm)
         self._right_refs[rid] += 1
         if zl:
-            self._index_zl(lid, left, rm, nslots)
+            self._index_zl(lid, left, rm, nslots, cid)
 
-    def _index_zl(self, lid: int, left: list[Any], rm: int, nslots: list[int]) -> None:
-        """Index a zero-level context; ``nslots``: the neuron slots of its left."""
-        lm = left[0]
-        if lm > self._smask:
-            if not left[2]:
-                zln = self._zl_neuron
-                for s in sorted(nslots):
-                    b = zln.get(s)
-                    if b is None:
-                        zln[s] = [lid]
-                    else:
-                        b.append(lid)
-            k = (lm & self._smask) << self._W | rm
-            g = self._zl_groups.get(k)
-            if g is None:
-                self._zl_groups[k] = {lid}
+    def _index_zl(self, lid: int, left: list[Any], rm: int, nslots: list[int], cid: int) -> None:
+        """Index a zero-level context (by its pair); ``nslots``: the neuron slots of its left."""
+        lm, W, smask = left[0], self._W, self._smask
+        k = lm << W | rm
+        if lm > smask:
+            self._zl_pair[cid] = k
+            zln = self._zl_neuron
+            for s in sorted(nslots):
+                b = zln.get(s)
+                if b is None:
+                    zln[s] = [cid]
+                else:
+                    b.append(cid)
+            g = (lm & smask) << W | rm
+            ids = self._zl_groups.get(g)
+            if ids is None:
+                self._zl_groups[g] = {cid}
             else:
-                g.add(lid)
+                ids.add(cid)
         else:
-            self._zl_plain[lm << self._W | rm] = lid
-        left[2].append(rm)
+            self._zl_plain[k] = lid
 
     def _alloc_slots(self, ctxs: list[list[int]]) -> None:
         """Give neuron slots to contexts entering a left group for the first time (by id)."""
@@ -352,25 +352,25 @@ class CadDetector(Detector):
             lm = left[0]
             under = left[1]
             under.remove(c)
-            left[3] = {}
-            self._ctx_keys.discard(lm << W | rm)
+            left[2] = {}
+            k = lm << W | rm
+            self._ctx_keys.discard(k)
             if zl:
-                left[2].remove(rm)
+                self._zl_pair.pop(cid, None)
                 if lm > smask:
-                    k = (lm & smask) << W | rm
-                    g = self._zl_groups[k]
-                    g.discard(lid)
-                    if not g:
-                        del self._zl_groups[k]
-                    if not left[2]:
-                        zln = self._zl_neuron
-                        for s in _bits_of(lm >> W, W):
-                            b = zln[s]
-                            b.remove(lid)
-                            if not b:
-                                del zln[s]
+                    g = (lm & smask) << W | rm
+                    ids = self._zl_groups[g]
+                    ids.discard(cid)
+                    if not ids:
+                        del self._zl_groups[g]
+                    zln = self._zl_neuron
+                    for s in _bits_of(lm >> W, W):
+                        b = zln[s]
+                        b.remove(cid)
+                        if not b:
+                            del zln[s]
                 else:
-                    del self._zl_plain[lm << W | rm]
+                    del self._zl_plain[k]
             if not under:
                 del lefts[lid], self._left_ids[lm]
                 key = lm.bit_length() - 1
@@ -451,7 +451,6 @@ class CadDetector(Detector):
         L = self._lg
         lslots = self._lslots
         W = self._W
-        maxlen = self._maxlen
 
         new_flag = False
         zl_under = None
@@ -467,7 +466,6 @@ class CadDetector(Detector):
         nR = ~R
         n_sel = 0
         fired: list[list[int]] = []
-        zl_sel: list[list[Any]] = []  # selected lefts that may give potential pairs
         by_key = self._by_key
         for s in self._lkeys:
             cands = by_key.get(s)
@@ -482,29 +480,19 @@ class CadDetector(Detector):
                     n_sel -= 1
                     fired += [c for c in under if not c[7] & nR and c[7] != R]
                 else:
-                    fc = left[3]
+                    fc = left[2]
                     fl = fc.get(R)
                     if fl is None:
                         if len(fc) >= 8:
                             fc.clear()
                         fl = fc[R] = [c for c in under if not c[7] & nR]
                     fired += fl
-                if new_flag and left[2] and left[0].bit_count() <= maxlen:
-                    zl_sel.append(left)
         for c in fired:
             c[0] += 1
         n_fired = len(fired)
 
         if new_flag:
-            pairs: set[int] = set()
-            add = pairs.add
-            for left in zl_sel:  # fully present left, right partly present
-                sw = left[0] << W
-                for rm in left[2]:
-                    mr = rm & R
-                    if mr and mr != rm:
-                        add(sw | mr)
-            self._partial_pairs(L, R, lslots, add)
+            pairs = self._potential_pairs(L << W | R, lslots)
 
         # active neurons -> next left group
         if fired:
@@ -586,7 +574,7 @@ class CadDetector(Detector):
                 lid, left = self._left(lm)
             else:
                 left = lefts[lid]
-                left[3] = {}
+                left[2] = {}
             rid = right_ids.get(rm)
             if rid is None:
                 rid = self._right_id(rm)
@@ -611,39 +599,38 @@ class CadDetector(Detector):
 
         return key
 
-    def _partial_pairs(self, L: int, R: int, lslots: list[int], add) -> None:
-        """Potential pairs of zero-level contexts whose left side is only partly present in L.
+    def _potential_pairs(self, LR: int, lslots: list[int]) -> set[int]:
+        """Potential new contexts of a step whose zero-level context ``LR`` (pair L << W | R) is new.
 
-        Every zero-level left is (sensor code) + neurons. Lefts sharing a neuron with L are matched
-        one by one; all others meet L only in the sensor part, so per sensor code and right side
-        the ids of their lefts are enough (minus those of the lefts done one by one).
+        Each zero-level context (S, r) gives the pair (S & L, r & R) when r meets R, S & L has
+        at most max_left_semi_contexts_length facts and is not empty, and (S, r) is not fully
+        present; as pairs: ``(S << W | r) & LR``. Zero-level contexts sharing a neuron with L
+        are taken one by one; the others meet L only in their sensor part, so one pair per (sensor
+        part, r) stands for all of them (given at least one of them is not among the former).
         """
-        maxlen, W = self._maxlen, self._W
-        sens = L & self._smask
-        zln = self._zl_neuron
-        hit: set[int] = set().union(*[zln[s] for s in lslots if s in zln])
-        for S, _, zlr, _ in map(self._lefts.__getitem__, hit):
-            m = S & L
-            if m != S and m.bit_count() <= maxlen:
-                mw = m << W
-                for rm in zlr:
-                    mr = rm & R
-                    if mr:
-                        add(mw | mr)
+        W, smask, maxlen = self._W, self._smask, self._maxlen
+        pairs: set[int] = set()
+        add = pairs.add
+        hit: set[int] = set().union(*filter(None, map(self._zl_neuron.get, lslots)))
+        for k in map(self._zl_pair.__getitem__, hit):
+            p = k & LR
+            if p != k and p & smask and (p >> W).bit_count() <= maxlen:
+                add(p)
         n_hit = len(hit)
-        for k, lids in self._zl_groups.items():
-            m = (k >> W) & sens
-            if m and m.bit_count() <= maxlen:
-                mr = k & R
-                if mr and (len(lids) > n_hit or not hit >= lids):
-                    add(m << W | mr)
+        for g, ids in self._zl_groups.items():
+            p = g & LR
+            if (
+                p > smask
+                and p & smask
+                and (p >> W).bit_count() <= maxlen
+                and (len(ids) > n_hit or not hit >= ids)
+            ):
+                add(p)
         for k in self._zl_plain:
-            code = k >> W
-            m = code & sens
-            if m and m != code and m.bit_count() <= maxlen:
-                mr = k & R
-                if mr:
-                    add(m << W | mr)
+            p = k & LR
+            if p != k and p > smask and p & smask and (p >> W).bit_count() <= maxlen:
+                add(p)
+        return pairs
 
     # ------------------------------------------------------------------ contract
     def process_one(self, x: float, ts: int) -> Verdict:
@@ -737,9 +724,9 @@ class CadDetector(Detector):
             "right_masks": list(self._right_masks.values()),
             **dict(zip(_CTX_KEYS, map(list, cols), strict=False)),
             "zl_slots": list(zln),
-            "zl_slot_lefts": list(map(list, zln.values())),
+            "zl_slot_ctx": list(map(list, zln.values())),
             "zl_keys": list(groups),
-            "zl_key_lefts": list(map(sorted, groups.values())),
+            "zl_key_ctx": list(map(sorted, groups.values())),
             "zl_plain_keys": list(plain),
             "zl_plain_lefts": list(plain.values()),
         }
@@ -799,27 +786,26 @@ class CadDetector(Detector):
         self._ctx = dict(zip(cids, ctxs, strict=True))
         self._right_refs = dict.fromkeys(rids, 0)
         self._right_refs.update(Counter(c_right))
-        objs = [[m, [], [], {}] for m in masks]
+        objs = [[m, [], {}] for m in masks]
         self._lefts = dict(zip(lids, objs, strict=True))
         self._left_ids = dict(zip(masks, lids, strict=True))
         try:
             under_of = dict(zip(lids, map(itemgetter(1), objs), strict=True))
             _consume(map(list.append, map(under_of.__getitem__, c_left), ctxs))
-            zlr_of = dict(zip(lids, map(itemgetter(2), objs), strict=True))
-            _consume(map(list.append, map(zlr_of.__getitem__, compress(c_left, c_zl)), compress(c_rm, c_zl)))
             lmask_of = dict(zip(lids, masks, strict=True))
-            self._ctx_keys = set(map(or_, map(lshift, map(lmask_of.__getitem__, c_left), repeat(W)), c_rm))
+            pairs = list(map(or_, map(lshift, map(lmask_of.__getitem__, c_left), repeat(W)), c_rm))
         except KeyError as e:
             raise ValueError(
                 f"cad: state has a context under left semi-context {e}, which it lacks"
             ) from None
+        self._ctx_keys = set(pairs)
+        # (zero-level contexts without neurons in the left too: never looked up)
+        self._zl_pair = dict(zip(compress(cids, c_zl), compress(pairs, c_zl), strict=True))
         by_key = self._by_key
         keys = map(sub, map(int.bit_length, masks), repeat(1))
         _consume(map(list.append, map(by_key.setdefault, keys, map(list, repeat((), len(masks)))), objs))
-        self._zl_neuron = dict(
-            zip(map(int, state["zl_slots"]), map(list, state["zl_slot_lefts"]), strict=True)
-        )
-        self._zl_groups = dict(zip(map(int, state["zl_keys"]), map(set, state["zl_key_lefts"]), strict=True))
+        self._zl_neuron = dict(zip(map(int, state["zl_slots"]), map(list, state["zl_slot_ctx"]), strict=True))
+        self._zl_groups = dict(zip(map(int, state["zl_keys"]), map(set, state["zl_key_ctx"]), strict=True))
         self._zl_plain = dict(
             zip(map(int, state["zl_plain_keys"]), map(int, state["zl_plain_lefts"]), strict=True)
         )
@@ -849,7 +835,7 @@ class CadDetector(Detector):
         lefts = {}
         for lid, m in zip(lids, masks, strict=True):
             self._left_ids[m] = lid
-            lefts[lid] = [m, [], [], {}]
+            lefts[lid] = [m, [], {}]
         rids = list(map(int, state["right_ids"]))
         rmasks = [mask(f) for f in state["right_facts"]]
         self._right_ids = dict(zip(rmasks, rids, strict=True))
@@ -870,7 +856,7 @@ class CadDetector(Detector):
             self._ctx_keys.add(left[0] << W | rm)
             self._right_refs[rid] += 1
             if zl:
-                self._index_zl(lid, left, rm, _bits_of(left[0] >> W, W))
+                self._index_zl(lid, left, rm, _bits_of(left[0] >> W, W), cid)
         # the lefts in the order layout 2 groups contexts in (creation order of the lefts)
         self._lefts = dict(sorted(lefts.items()))
         keys = state.get("left_keys")
