@@ -137,10 +137,10 @@ def _widen(lo: float, hi: float, margin: float) -> tuple[float, float]:
 
 
 class _SensorFacts(dict):
-    """Sensor mask -> its sorted sensor facts (bit i set = fact i), filled on demand."""
+    """Sensor mask -> its sorted sensor facts (bit i set = fact i, a tuple), filled on demand."""
 
-    def __missing__(self, mask: int) -> list[int]:
-        facts = self[mask] = [i for i in range(mask.bit_length()) if mask >> i & 1]
+    def __missing__(self, mask: int) -> tuple[int, ...]:
+        facts = self[mask] = tuple(i for i in range(mask.bit_length()) if mask >> i & 1)
         return facts
 
 
@@ -155,6 +155,7 @@ def _bits_of(x: int, base: int = 0) -> list[int]:
 
 
 _COUNTER = itemgetter(0)
+_SEP = (-1,)  # between left and right facts in the sort key of new pairs
 _MASK = itemgetter(0)
 _consume = deque(maxlen=0).extend
 # a context's fields stored in the state, in the order of its list (slot and right mask follow)
@@ -220,7 +221,7 @@ class CadDetector(Detector):
     # representation depends on slots: every rule is on the facts (ids, sorted fact lists).
     #
     # A left semi-context is a list [mask, contexts (list), {sensor mask: contexts that fire} (a
-    # cache)]; a context is a list [counter, left id, right id,
+    # cache), its sorted facts as a tuple (None until a sort needs them)]; a context is a list [counter, left id, right id,
     # context id, zero-level 0/1, counter at the last sweep, neuron slot (-1: none), right mask].
     # Lists compare by (counter, left id, right id): the tie order of active neurons. A pair
     # (left mask, right mask) is the int ``left << W | right``.
@@ -237,12 +238,7 @@ class CadDetector(Detector):
         self._lefts: dict[int, list[Any]] = {}  # left id -> left (creation order)
         # containment candidates: key slot (the highest slot of a left) -> lefts
         self._by_key: dict[int, list[list[Any]]] = {}
-        # zero-level contexts by pair: with neurons in the left, per neuron slot and per (sensor
-        # part << W | right mask); without, pair -> left id
-        self._zl_neuron: dict[int, list[int]] = {}  # context ids
-        self._zl_groups: dict[int, set[int]] = {}  # context ids
-        self._zl_pair: dict[int, int] = {}  # context id -> pair (zero-level, with neurons)
-        self._zl_plain: dict[int, int] = {}
+        self._zl_pairs: set[int] = set()  # the pairs of the zero-level contexts
         self._right_ids: dict[int, int] = {}  # mask -> right id
         self._right_masks: dict[int, int] = {}  # right id -> mask (creation order)
         self._right_refs: dict[int, int] = {}  # right id -> contexts using it
@@ -259,7 +255,7 @@ class CadDetector(Detector):
         lid = self._next_lid
         self._next_lid += 1
         self._left_ids[mask] = lid
-        self._lefts[lid] = left = [mask, [], {}]
+        self._lefts[lid] = left = [mask, [], {}, None]
         # Indexed under its highest slot (any of its facts would do: a contained left has all its
         # facts in the group); only speed depends on this choice, never a score.
         key = mask.bit_length() - 1
@@ -280,7 +276,7 @@ class CadDetector(Detector):
             self._right_refs[rid] = 0
         return rid
 
-    def _new_context(self, lid: int, left: list[Any], rm: int, rid: int, zl: int, nslots: list[int]) -> None:
+    def _new_context(self, lid: int, left: list[Any], rm: int, rid: int, zl: int) -> None:
         cid = self._next_cid
         self._next_cid += 1
         c = [0, lid, rid, cid, zl, 0, -1, rm]
@@ -290,29 +286,7 @@ class CadDetector(Detector):
         self._ctx_keys.add(left[0] << self._W | rm)
         self._right_refs[rid] += 1
         if zl:
-            self._index_zl(lid, left, rm, nslots, cid)
-
-    def _index_zl(self, lid: int, left: list[Any], rm: int, nslots: list[int], cid: int) -> None:
-        """Index a zero-level context (by its pair); ``nslots``: the neuron slots of its left."""
-        lm, W, smask = left[0], self._W, self._smask
-        k = lm << W | rm
-        if lm > smask:
-            self._zl_pair[cid] = k
-            zln = self._zl_neuron
-            for s in sorted(nslots):
-                b = zln.get(s)
-                if b is None:
-                    zln[s] = [cid]
-                else:
-                    b.append(cid)
-            g = (lm & smask) << W | rm
-            ids = self._zl_groups.get(g)
-            if ids is None:
-                self._zl_groups[g] = {cid}
-            else:
-                ids.add(cid)
-        else:
-            self._zl_plain[k] = lid
+            self._zl_pairs.add(left[0] << self._W | rm)
 
     def _alloc_slots(self, ctxs: list[list[int]]) -> None:
         """Give neuron slots to contexts entering a left group for the first time (by id)."""
@@ -331,7 +305,7 @@ class CadDetector(Detector):
         """Sorted facts of a mask (neuron facts as NEURON_BASE + context id)."""
         sc, W = self._slot_cids, self._W
         neurons = sorted([NEURON_BASE + sc[s - W] for s in _bits_of(mask >> W, W)])
-        return self._sf[mask & self._smask] + neurons
+        return [*self._sf[mask & self._smask], *neurons]
 
     def _evict(self) -> None:
         """Sweep: drop contexts down to _EVICT_TO of the cap (see the module doc).
@@ -342,7 +316,7 @@ class CadDetector(Detector):
         n_drop = len(ctx) - int(_EVICT_TO * self._cap)
         if n_drop <= 0:
             return
-        lefts, W, smask = self._lefts, self._W, self._smask
+        lefts, W = self._lefts, self._W
         order = sorted(ctx.values(), key=lambda c: (c[0] - c[5], c[0], c[3]))
         refs = self._right_refs
         for c in order[:n_drop]:
@@ -356,21 +330,7 @@ class CadDetector(Detector):
             k = lm << W | rm
             self._ctx_keys.discard(k)
             if zl:
-                self._zl_pair.pop(cid, None)
-                if lm > smask:
-                    g = (lm & smask) << W | rm
-                    ids = self._zl_groups[g]
-                    ids.discard(cid)
-                    if not ids:
-                        del self._zl_groups[g]
-                    zln = self._zl_neuron
-                    for s in _bits_of(lm >> W, W):
-                        b = zln[s]
-                        b.remove(cid)
-                        if not b:
-                            del zln[s]
-                else:
-                    del self._zl_plain[k]
+                self._zl_pairs.discard(k)
             if not under:
                 del lefts[lid], self._left_ids[lm]
                 key = lm.bit_length() - 1
@@ -457,7 +417,7 @@ class CadDetector(Detector):
         if L:
             lid0, left0 = self._left(L)
             if (L << W | R) not in self._ctx_keys:
-                self._new_context(lid0, left0, R, self._right_id(R), 1, lslots)
+                self._new_context(lid0, left0, R, self._right_id(R), 1)
                 new_flag = True
             zl_under = left0[1]
 
@@ -492,7 +452,7 @@ class CadDetector(Detector):
         n_fired = len(fired)
 
         if new_flag:
-            pairs = self._potential_pairs(L << W | R, lslots)
+            pairs = self._potential_pairs(L << W | R)
 
         # active neurons -> next left group
         if fired:
@@ -539,9 +499,10 @@ class CadDetector(Detector):
             if pairs:
                 new = pairs - self._ctx_keys
                 if new:
+                    fresh: dict[int, tuple[int, ...]] = {}
                     if len(new) > 1:
-                        new = sorted(new, key=self._pair_order(lslots))
-                    self._store(new)
+                        new = sorted(new, key=self._pair_order(lslots, fresh))
+                    self._store(new, fresh)
                     really_new += len(new)
             a1 = really_new / (len(pairs) + 1)
             if len(self._ctx) > self._cap:
@@ -560,8 +521,9 @@ class CadDetector(Detector):
             self._last_alarm = t
         return score, raw, reason
 
-    def _store(self, new: list[int] | set[int]) -> None:
-        """Create the contexts of new pairs (not zero-level), in the given order."""
+    def _store(self, new: list[int] | set[int], fresh: dict[int, tuple[int, ...]]) -> None:
+        """Create the contexts of new pairs (not zero-level), in the given order; ``fresh``: fact
+        tuples of new left masks known from sorting."""
         W, smask = self._W, self._smask
         left_ids, lefts = self._left_ids, self._lefts
         right_ids, refs, ctx = self._right_ids, self._right_refs, self._ctx
@@ -572,6 +534,7 @@ class CadDetector(Detector):
             lid = left_ids.get(lm)
             if lid is None:
                 lid, left = self._left(lm)
+                left[3] = fresh.get(lm)
             else:
                 left = lefts[lid]
                 left[2] = {}
@@ -585,50 +548,49 @@ class CadDetector(Detector):
         self._next_cid = cid
         self._ctx_keys.update(new)
 
-    def _pair_order(self, lslots: list[int]):
+    def _pair_order(self, lslots: list[int], fresh: dict[int, tuple[int, ...]]):
         """Sort key of potential pairs: their sorted fact lists (left, right), as ids are given.
 
-        Every potential left is a subset of the left group, whose neuron slots are ``lslots``.
+        One tuple: left facts, -1, right facts (-1 is below every fact, so a shorter left sorts
+        first, as a list would). Every potential left is a subset of the left group, whose neuron
+        slots are ``lslots``. A left's facts are kept in it; those of new lefts go to ``fresh``.
         """
         sc, W, smask, sf = self._slot_cids, self._W, self._smask, self._sf
+        left_ids, lefts = self._left_ids, self._lefts
         neurons = sorted([(NEURON_BASE + sc[s - W], _BIT[s]) for s in lslots])
 
-        def key(k: int) -> tuple[list[int], list[int]]:
+        def key(k: int) -> tuple[int, ...]:
             lm = k >> W
-            return sf[lm & smask] + [f for f, b in neurons if lm & b], sf[k & smask]
+            lid = left_ids.get(lm)
+            if lid is None:
+                lf = fresh.get(lm)
+                if lf is None:
+                    lf = fresh[lm] = sf[lm & smask] + tuple([f for f, b in neurons if lm & b])
+            else:
+                left = lefts[lid]
+                lf = left[3]
+                if lf is None:
+                    lf = left[3] = sf[lm & smask] + tuple([f for f, b in neurons if lm & b])
+            return lf + _SEP + sf[k & smask]
 
         return key
 
-    def _potential_pairs(self, LR: int, lslots: list[int]) -> set[int]:
+    def _potential_pairs(self, LR: int) -> set[int]:
         """Potential new contexts of a step whose zero-level context ``LR`` (pair L << W | R) is new.
 
-        Each zero-level context (S, r) gives the pair (S & L, r & R) when r meets R, S & L has
-        at most max_left_semi_contexts_length facts and is not empty, and (S, r) is not fully
-        present; as pairs: ``(S << W | r) & LR``. Zero-level contexts sharing a neuron with L
-        are taken one by one; the others meet L only in their sensor part, so one pair per (sensor
-        part, r) stands for all of them (given at least one of them is not among the former).
+        Every zero-level context (S, r) gives the pair (S & L, r & R) (as pairs: ``(S << W | r) &
+        LR``) when S & L is not empty and has at most max_left_semi_contexts_length facts, r & R
+        is not empty and (S, r) is not fully present (S in L and r in R). That is DETECTORS.md's
+        partial match of zero-level contexts, with the choice "partly present left side" above:
+        a left sharing a neuron with L, or only sensor facts, or fully present gives its pairs by
+        the same rule.
         """
         W, smask, maxlen = self._W, self._smask, self._maxlen
         pairs: set[int] = set()
         add = pairs.add
-        hit: set[int] = set().union(*filter(None, map(self._zl_neuron.get, lslots)))
-        for k in map(self._zl_pair.__getitem__, hit):
+        for k in self._zl_pairs:
             p = k & LR
-            if p != k and p & smask and (p >> W).bit_count() <= maxlen:
-                add(p)
-        n_hit = len(hit)
-        for g, ids in self._zl_groups.items():
-            p = g & LR
-            if (
-                p > smask
-                and p & smask
-                and (p >> W).bit_count() <= maxlen
-                and (len(ids) > n_hit or not hit >= ids)
-            ):
-                add(p)
-        for k in self._zl_plain:
-            p = k & LR
-            if p != k and p > smask and p & smask and (p >> W).bit_count() <= maxlen:
+            if p > smask and p != k and p & smask and (p >> W).bit_count() <= maxlen:
                 add(p)
         return pairs
 
@@ -702,10 +664,9 @@ class CadDetector(Detector):
         """Plain values only: ints, floats, lists, dicts (JSON- and pickle-safe).
 
         Layout 2: semi-contexts as masks (ints) over the slots, ``slot_cids`` naming the context
-        of each neuron slot (-1: free); the contexts as parallel integer columns; the zero-level indexes as flat lists, so that ``set_state`` rebuilds them without
-        a pass over facts. Flat lists pickle and unpickle in C.
+        of each neuron slot (-1: free); the contexts as parallel integer columns (flat lists
+        pickle and unpickle in C).
         """
-        zln, groups, plain = self._zl_neuron, self._zl_groups, self._zl_plain
         cols = zip(*self._ctx.values(), strict=True) if self._ctx else repeat((), len(_CTX_KEYS))
         return {
             "version": _STATE_VERSION,
@@ -723,12 +684,6 @@ class CadDetector(Detector):
             "right_ids": list(self._right_masks),
             "right_masks": list(self._right_masks.values()),
             **dict(zip(_CTX_KEYS, map(list, cols), strict=False)),
-            "zl_slots": list(zln),
-            "zl_slot_ctx": list(map(list, zln.values())),
-            "zl_keys": list(groups),
-            "zl_key_ctx": list(map(sorted, groups.values())),
-            "zl_plain_keys": list(plain),
-            "zl_plain_lefts": list(plain.values()),
         }
 
     def set_state(self, state: dict[str, Any]) -> None:
@@ -786,7 +741,7 @@ class CadDetector(Detector):
         self._ctx = dict(zip(cids, ctxs, strict=True))
         self._right_refs = dict.fromkeys(rids, 0)
         self._right_refs.update(Counter(c_right))
-        objs = [[m, [], {}] for m in masks]
+        objs = [[m, [], {}, None] for m in masks]
         self._lefts = dict(zip(lids, objs, strict=True))
         self._left_ids = dict(zip(masks, lids, strict=True))
         try:
@@ -799,16 +754,10 @@ class CadDetector(Detector):
                 f"cad: state has a context under left semi-context {e}, which it lacks"
             ) from None
         self._ctx_keys = set(pairs)
-        # (zero-level contexts without neurons in the left too: never looked up)
-        self._zl_pair = dict(zip(compress(cids, c_zl), compress(pairs, c_zl), strict=True))
+        self._zl_pairs = set(compress(pairs, c_zl))
         by_key = self._by_key
         keys = map(sub, map(int.bit_length, masks), repeat(1))
         _consume(map(list.append, map(by_key.setdefault, keys, map(list, repeat((), len(masks)))), objs))
-        self._zl_neuron = dict(zip(map(int, state["zl_slots"]), map(list, state["zl_slot_ctx"]), strict=True))
-        self._zl_groups = dict(zip(map(int, state["zl_keys"]), map(set, state["zl_key_ctx"]), strict=True))
-        self._zl_plain = dict(
-            zip(map(int, state["zl_plain_keys"]), map(int, state["zl_plain_lefts"]), strict=True)
-        )
         self._set_left_group(list(map(int, state["left_group"])), slot_of)
 
     def _set_state_1(self, state: dict[str, Any]) -> None:
@@ -835,7 +784,7 @@ class CadDetector(Detector):
         lefts = {}
         for lid, m in zip(lids, masks, strict=True):
             self._left_ids[m] = lid
-            lefts[lid] = [m, [], {}]
+            lefts[lid] = [m, [], {}, None]
         rids = list(map(int, state["right_ids"]))
         rmasks = [mask(f) for f in state["right_facts"]]
         self._right_ids = dict(zip(rmasks, rids, strict=True))
@@ -856,7 +805,7 @@ class CadDetector(Detector):
             self._ctx_keys.add(left[0] << W | rm)
             self._right_refs[rid] += 1
             if zl:
-                self._index_zl(lid, left, rm, _bits_of(left[0] >> W, W), cid)
+                self._zl_pairs.add(left[0] << W | rm)
         # the lefts in the order layout 2 groups contexts in (creation order of the lefts)
         self._lefts = dict(sorted(lefts.items()))
         keys = state.get("left_keys")
