@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from bisect import bisect_left, bisect_right
 from collections import Counter, deque
 from dataclasses import dataclass
 from itertools import compress, repeat
@@ -246,7 +247,6 @@ class CadDetector(Detector):
         self._ctx: dict[int, list[int]] = {}  # context id -> context (creation order)
         self._slot_cids: list[int] = []  # neuron slot W + i -> context id, -1: free
         self._free: list[int] = []  # heap of free neuron slots
-        self._cut = 0  # speed hint for the top-k of active neurons (derived, not state)
 
     def _left(self, mask: int) -> tuple[int, list[Any]]:
         lid = self._left_ids.get(mask)
@@ -459,24 +459,19 @@ class CadDetector(Detector):
             nact = self._nact
             if n_fired > nact:
                 if nact:
-                    # Exact top-nact: if at least nact counters reach the previous step's cut, the
-                    # top nact are among them (the cut is a speed hint only, not state).
-                    cut = self._cut
-                    top = [c for c in fired if c[0] >= cut]
-                    if len(top) < nact:
-                        top = fired
+                    top = fired
                     top.sort(key=_COUNTER)
                     v = top[-nact][0]
-                    if len(top) > nact and top[-nact - 1][0] == v:
+                    if top[-nact - 1][0] == v:
                         # equal counters across the boundary: (counter, left id, right id) decides
                         # (contexts are distinct lists, so that order is total)
-                        tied = [c for c in top if c[0] == v]
+                        hi = bisect_right(top, v, len(top) - nact, key=_COUNTER)
+                        tied = top[bisect_left(top, v, 0, hi, key=_COUNTER) : hi]
                         tied.sort()
-                        fired = [c for c in top[-nact:] if c[0] > v]
+                        fired = top[hi:]
                         fired += tied[len(fired) - nact :]
                     else:
                         fired = top[-nact:]
-                    self._cut = v
                 else:
                     fired = []
             ns = [c[6] for c in fired]
