@@ -230,7 +230,6 @@ class CadDetector(Detector):
         self._t = 0  # CAD steps taken
         self._last_alarm = 0  # step of the last raw score >= threshold (0: virtual alarm at start)
         self._lg = 0  # the left group (mask)
-        self._lslots: list[int] = []  # its neuron slots
         self._lkeys: list[int] = []  # all its slots (sensor facts, then neuron slots)
         self._next_lid = 0
         self._next_rid = 0
@@ -409,7 +408,6 @@ class CadDetector(Detector):
         code = self._codes.get(q)
         R, rkeys = code if code is not None else self._encode_q(q)
         L = self._lg
-        lslots = self._lslots
         W = self._W
 
         new_flag = False
@@ -479,11 +477,9 @@ class CadDetector(Detector):
                 self._alloc_slots([c for c in fired if c[6] < 0])
                 ns = [c[6] for c in fired]
             self._lg = R | sum(map(_BIT.__getitem__, ns))
-            self._lslots = ns
             self._lkeys = rkeys + ns
         else:
             self._lg = R
-            self._lslots = []
             self._lkeys = rkeys
 
         # store potential new contexts
@@ -496,7 +492,7 @@ class CadDetector(Detector):
                 if new:
                     fresh: dict[int, tuple[int, ...]] = {}
                     if len(new) > 1:
-                        new = sorted(new, key=self._pair_order(lslots, fresh))
+                        new = self._in_id_order(new, fresh)
                     self._store(new, fresh)
                     really_new += len(new)
             a1 = really_new / (len(pairs) + 1)
@@ -543,32 +539,36 @@ class CadDetector(Detector):
         self._next_cid = cid
         self._ctx_keys.update(new)
 
-    def _pair_order(self, lslots: list[int], fresh: dict[int, tuple[int, ...]]):
-        """Sort key of potential pairs: their sorted fact lists (left, right), as ids are given.
+    def _in_id_order(self, new: set[int], fresh: dict[int, tuple[int, ...]]) -> list[int]:
+        """New pairs sorted by their sorted fact lists (left, right): the order ids are given in.
 
-        One tuple: left facts, -1, right facts (-1 is below every fact, so a shorter left sorts
-        first, as a list would). Every potential left is a subset of the left group, whose neuron
-        slots are ``lslots``. A left's facts are kept in it; those of new lefts go to ``fresh``.
+        The key is one tuple: left facts, -1, right facts (-1 is below every fact, so a shorter
+        left sorts first, as a list would). A left keeps its facts once known; those of lefts
+        not created yet go to ``fresh``.
         """
-        sc, W, smask, sf = self._slot_cids, self._W, self._smask, self._sf
+        W, smask, sf, sc = self._W, self._smask, self._sf, self._slot_cids
         left_ids, lefts = self._left_ids, self._lefts
-        neurons = sorted([(NEURON_BASE + sc[s - W], _BIT[s]) for s in lslots])
-
-        def key(k: int) -> tuple[int, ...]:
+        keyed = []
+        for k in new:
             lm = k >> W
             lid = left_ids.get(lm)
-            if lid is None:
-                lf = fresh.get(lm)
-                if lf is None:
-                    lf = fresh[lm] = sf[lm & smask] + tuple([f for f, b in neurons if lm & b])
-            else:
-                left = lefts[lid]
-                lf = left[3]
-                if lf is None:
-                    lf = left[3] = sf[lm & smask] + tuple([f for f, b in neurons if lm & b])
-            return lf + _SEP + sf[k & smask]
-
-        return key
+            lf = fresh.get(lm) if lid is None else lefts[lid][3]
+            if lf is None:
+                x = lm >> W
+                cids = []
+                while x:
+                    low = x & -x
+                    cids.append(sc[low.bit_length() - 1])
+                    x ^= low
+                cids.sort()
+                lf = sf[lm & smask] + tuple([NEURON_BASE + c for c in cids])
+                if lid is None:
+                    fresh[lm] = lf
+                else:
+                    lefts[lid][3] = lf
+            keyed.append((lf + _SEP + sf[k & smask], k))
+        keyed.sort()
+        return [k for _, k in keyed]
 
     def _potential_pairs(self, LR: int) -> set[int]:
         """Potential new contexts of a step whose zero-level context ``LR`` (pair L << W | R) is new.
@@ -703,10 +703,10 @@ class CadDetector(Detector):
     def _set_left_group(self, facts: list[int], slot_of: dict[int, int]) -> None:
         sens = [f for f in facts if f < NEURON_BASE]
         try:
-            self._lslots = [slot_of[f - NEURON_BASE] for f in facts if f >= NEURON_BASE]
+            nslots = [slot_of[f - NEURON_BASE] for f in facts if f >= NEURON_BASE]
         except KeyError as e:
             raise ValueError(f"cad: state's left group names context {e} without a slot") from None
-        self._lkeys = sens + self._lslots
+        self._lkeys = sens + nslots
         self._lg = sum(map(_BIT.__getitem__, self._lkeys))
 
     def _set_state_2(self, state: dict[str, Any]) -> None:
