@@ -60,7 +60,7 @@ from bisect import bisect_left, bisect_right
 from collections import Counter, deque
 from dataclasses import dataclass
 from itertools import compress, repeat
-from operator import itemgetter, lshift, or_, sub
+from operator import itemgetter, lshift, lt, or_
 from typing import Any, ClassVar
 
 import numpy as np
@@ -713,15 +713,15 @@ class CadDetector(Detector):
         W = self._W
         if state["sensor_slots"] != W:
             raise ValueError(f"cad: state has {state['sensor_slots']} sensor slots, this core {W}")
-        sc = self._slot_cids = list(map(int, state["slot_cids"]))
+        # (the lists of a state are only read, never kept: the caller may reuse the state)
+        sc = self._slot_cids = list(state["slot_cids"])
         _bit_table(W + len(sc) + 1)
-        self._free = [W + i for i, cid in enumerate(sc) if cid < 0]  # ascending: a heap
-        slot_of = dict(zip(sc, range(W, W + len(sc)), strict=True))
+        slot_range = range(W, W + len(sc))
+        self._free = list(compress(slot_range, map(lt, sc, repeat(0))))  # ascending: a heap
+        slot_of = dict(zip(sc, slot_range, strict=True))
         slot_of.pop(-1, None)
-        lids = list(map(int, state["left_ids"]))
-        masks = list(map(int, state["left_masks"]))
-        rids = list(map(int, state["right_ids"]))
-        rmasks = list(map(int, state["right_masks"]))
+        lids, masks = state["left_ids"], state["left_masks"]
+        rids, rmasks = state["right_ids"], state["right_masks"]
         self._right_ids = dict(zip(rmasks, rids, strict=True))
         self._right_masks = dict(zip(rids, rmasks, strict=True))
         cnt, c_left, c_right, cids, c_zl, snap = map(state.__getitem__, _CTX_KEYS)
@@ -742,8 +742,8 @@ class CadDetector(Detector):
         try:
             under_of = dict(zip(lids, map(itemgetter(1), objs), strict=True))
             _consume(map(list.append, map(under_of.__getitem__, c_left), ctxs))
-            lmask_of = dict(zip(lids, masks, strict=True))
-            pairs = list(map(or_, map(lshift, map(lmask_of.__getitem__, c_left), repeat(W)), c_rm))
+            shifted = dict(zip(lids, map(lshift, masks, repeat(W)), strict=True))
+            pairs = list(map(or_, map(shifted.__getitem__, c_left), c_rm))
         except KeyError as e:
             raise ValueError(
                 f"cad: state has a context under left semi-context {e}, which it lacks"
@@ -751,8 +751,12 @@ class CadDetector(Detector):
         self._ctx_keys = set(pairs)
         self._zl_pairs = set(compress(pairs, c_zl))
         by_key = self._by_key
-        keys = map(sub, map(int.bit_length, masks), repeat(1))
-        _consume(map(list.append, map(by_key.setdefault, keys, map(list, repeat((), len(masks)))), objs))
+        for key, left in zip(map(int.bit_length, masks), objs, strict=True):
+            b = by_key.get(key - 1)
+            if b is None:
+                by_key[key - 1] = [left]
+            else:
+                b.append(left)
         self._set_left_group(list(map(int, state["left_group"])), slot_of)
 
     def _set_state_1(self, state: dict[str, Any]) -> None:
