@@ -222,10 +222,10 @@ class CadDetector(Detector):
     # representation depends on slots: every rule is on the facts (ids, sorted fact lists).
     #
     # A left semi-context is a list [mask, contexts (list), {sensor mask: contexts that fire} (a
-    # cache), its sorted facts as a tuple (None until a sort needs them)]; a context is a list [counter, left id, right id,
-    # context id, zero-level 0/1, counter at the last sweep, neuron slot (-1: none), right mask].
-    # Lists compare by (counter, left id, right id): the tie order of active neurons. A pair
-    # (left mask, right mask) is the int ``left << W | right``.
+    # cache), its sorted facts as a tuple (None until a sort needs them)]; a context is a list
+    # [counter, left id, right id, context id, zero-level 0/1, counter at the last sweep, neuron
+    # slot (-1: none), right mask]. Lists compare by (counter, left id, right id): the tie order
+    # of active neurons. A pair (left mask, right mask) is the int ``left << W | right``.
     def _reset_memory(self) -> None:
         self._t = 0  # CAD steps taken
         self._last_alarm = 0  # step of the last raw score >= threshold (0: virtual alarm at start)
