@@ -441,6 +441,15 @@ def test_state_rejects_a_key_fact_outside_its_left():
         CadDetector(CadConfig(**fx["config"])).set_state(fx["state"])
 
 
+def test_state_rejects_a_key_slot_outside_its_left():
+    det = _cad()
+    _run(det, PATTERN * 3)
+    state = det.get_state()
+    state["left_keys"][0] = state["left_masks"][0].bit_length() + 3
+    with pytest.raises(ValueError, match="key slot"):
+        _cad().set_state(state)
+
+
 def test_state_rejects_another_number_of_bits():
     det = _cad()
     _run(det, PATTERN * 3)

@@ -60,7 +60,7 @@ from bisect import bisect_left, bisect_right
 from collections import Counter, deque
 from dataclasses import dataclass
 from itertools import compress, repeat
-from operator import itemgetter, lshift, lt, or_
+from operator import and_, itemgetter, lshift, lt, not_, or_
 from typing import Any, ClassVar
 
 import numpy as np
@@ -156,6 +156,8 @@ def _bits_of(x: int, base: int = 0) -> list[int]:
 
 
 _COUNTER = itemgetter(0)
+_COUNT_ID = itemgetter(0, 3)
+_KEY = itemgetter(4)
 _SEP = (-1,)  # between left and right facts in the sort key of new pairs
 _MASK = itemgetter(0)
 _consume = deque(maxlen=0).extend
@@ -231,6 +233,7 @@ class CadDetector(Detector):
         self._last_alarm = 0  # step of the last raw score >= threshold (0: virtual alarm at start)
         self._lg = 0  # the left group (mask)
         self._lkeys: list[int] = []  # all its slots (sensor facts, then neuron slots)
+        self._lctx: list[list[int]] = []  # the contexts of its neurons
         self._next_lid = 0
         self._next_rid = 0
         self._next_cid = 0
@@ -247,23 +250,41 @@ class CadDetector(Detector):
         self._slot_cids: list[int] = []  # neuron slot W + i -> context id, -1: free
         self._free: list[int] = []  # heap of free neuron slots
 
-    def _left(self, mask: int) -> tuple[int, list[Any]]:
+    def _left(self, mask: int, order: list[list[int]]) -> tuple[int, list[Any]]:
         lid = self._left_ids.get(mask)
         if lid is not None:
             return lid, self._lefts[lid]
         lid = self._next_lid
         self._next_lid += 1
         self._left_ids[mask] = lid
-        self._lefts[lid] = left = [mask, [], {}, None]
-        # Indexed under its highest slot (any of its facts would do: a contained left has all its
-        # facts in the group); only speed depends on this choice, never a score.
-        key = mask.bit_length() - 1
+        key = self._key_slot(mask, order)
+        self._lefts[lid] = left = [mask, [], {}, None, key]
         b = self._by_key.get(key)
         if b is None:
             self._by_key[key] = [left]
         else:
             b.append(left)
         return lid, left
+
+    @staticmethod
+    def _neuron_order(lctx: list[list[int]]) -> list[list[int]]:
+        """The contexts of a left group's neurons ``lctx``, fewest fires first (then id)."""
+        return sorted(lctx, key=_COUNT_ID)
+
+    def _key_slot(self, mask: int, order: list[list[int]]) -> int:
+        """The slot a new left semi-context (a subset of the left group) is indexed under.
+
+        Any of its facts would be correct (a contained left has all its facts in the group); the
+        neuron whose context fired least so far is rarely in a left group, so few candidates are
+        tested. ``order``: ``_neuron_order()``. Only speed depends on this choice, never a score.
+        """
+        x = mask >> self._W
+        if x:
+            W = self._W
+            for c in order:
+                if x >> (c[6] - W) & 1 and c[4] >= 0:  # (a removed context is skipped)
+                    return c[6]
+        return mask.bit_length() - 1
 
     def _right_id(self, mask: int) -> int:
         rid = self._right_ids.get(mask)
@@ -330,9 +351,10 @@ class CadDetector(Detector):
             self._ctx_keys.discard(k)
             if zl:
                 self._zl_pairs.discard(k)
+            c[4] = -1  # removed (it may still be named by the left group: see _neuron_order)
             if not under:
                 del lefts[lid], self._left_ids[lm]
-                key = lm.bit_length() - 1
+                key = left[4]
                 b = self._by_key[key]
                 b.remove(left)
                 if not b:
@@ -412,8 +434,14 @@ class CadDetector(Detector):
 
         new_flag = False
         zl_under = None
+        order = None
         if L:
-            lid0, left0 = self._left(L)
+            if L in self._left_ids:
+                lid0 = self._left_ids[L]
+                left0 = self._lefts[lid0]
+            else:
+                order = self._neuron_order(self._lctx)
+                lid0, left0 = self._left(L, order)
             if (L << W | R) not in self._ctx_keys:
                 self._new_context(lid0, left0, R, self._right_id(R), 1)
                 new_flag = True
@@ -478,9 +506,13 @@ class CadDetector(Detector):
                 ns = [c[6] for c in fired]
             self._lg = R | sum(map(_BIT.__getitem__, ns))
             self._lkeys = rkeys + ns
+            lctx = self._lctx
+            self._lctx = fired
         else:
             self._lg = R
             self._lkeys = rkeys
+            lctx = self._lctx
+            self._lctx = []
 
         # store potential new contexts
         a1 = 0.0
@@ -493,7 +525,9 @@ class CadDetector(Detector):
                     fresh: dict[int, tuple[int, ...]] = {}
                     if len(new) > 1:
                         new = self._in_id_order(new, fresh)
-                    self._store(new, fresh)
+                    if order is None:
+                        order = self._neuron_order(lctx)
+                    self._store(new, fresh, order)
                     really_new += len(new)
             a1 = really_new / (len(pairs) + 1)
             if len(self._ctx) > self._cap:
@@ -512,7 +546,9 @@ class CadDetector(Detector):
             self._last_alarm = t
         return score, raw, reason
 
-    def _store(self, new: list[int] | set[int], fresh: dict[int, tuple[int, ...]]) -> None:
+    def _store(
+        self, new: list[int] | set[int], fresh: dict[int, tuple[int, ...]], order: list[list[int]]
+    ) -> None:
         """Create the contexts of new pairs (not zero-level), in the given order; ``fresh``: fact
         tuples of new left masks known from sorting."""
         W, smask = self._W, self._smask
@@ -524,7 +560,7 @@ class CadDetector(Detector):
             lm = k >> W
             lid = left_ids.get(lm)
             if lid is None:
-                lid, left = self._left(lm)
+                lid, left = self._left(lm, order)
                 left[3] = fresh.get(lm)
             else:
                 left = lefts[lid]
@@ -676,6 +712,7 @@ class CadDetector(Detector):
             "slot_cids": list(self._slot_cids),
             "left_ids": list(self._lefts),
             "left_masks": list(map(_MASK, self._lefts.values())),
+            "left_keys": list(map(_KEY, self._lefts.values())),
             "right_ids": list(self._right_masks),
             "right_masks": list(self._right_masks.values()),
             **dict(zip(_CTX_KEYS, map(list, cols), strict=False)),
@@ -708,6 +745,8 @@ class CadDetector(Detector):
             raise ValueError(f"cad: state's left group names context {e} without a slot") from None
         self._lkeys = sens + nslots
         self._lg = sum(map(_BIT.__getitem__, self._lkeys))
+        ctx = self._ctx
+        self._lctx = [ctx[f - NEURON_BASE] for f in facts if f >= NEURON_BASE and f - NEURON_BASE in ctx]
 
     def _set_state_2(self, state: dict[str, Any]) -> None:
         W = self._W
@@ -736,7 +775,10 @@ class CadDetector(Detector):
         self._ctx = dict(zip(cids, ctxs, strict=True))
         self._right_refs = dict.fromkeys(rids, 0)
         self._right_refs.update(Counter(c_right))
-        objs = [[m, [], {}, None] for m in masks]
+        keys = state["left_keys"]
+        if any(map(not_, map(and_, masks, map(_BIT.__getitem__, keys)))):
+            raise ValueError("cad: state names a key slot outside its left semi-context")
+        objs = [[m, [], {}, None, k] for m, k in zip(masks, keys, strict=True)]
         self._lefts = dict(zip(lids, objs, strict=True))
         self._left_ids = dict(zip(masks, lids, strict=True))
         try:
@@ -751,10 +793,10 @@ class CadDetector(Detector):
         self._ctx_keys = set(pairs)
         self._zl_pairs = set(compress(pairs, c_zl))
         by_key = self._by_key
-        for key, left in zip(map(int.bit_length, masks), objs, strict=True):
-            b = by_key.get(key - 1)
+        for key, left in zip(keys, objs, strict=True):
+            b = by_key.get(key)
             if b is None:
-                by_key[key - 1] = [left]
+                by_key[key] = [left]
             else:
                 b.append(left)
         self._set_left_group(list(map(int, state["left_group"])), slot_of)
@@ -783,7 +825,7 @@ class CadDetector(Detector):
         lefts = {}
         for lid, m in zip(lids, masks, strict=True):
             self._left_ids[m] = lid
-            lefts[lid] = [m, [], {}, None]
+            lefts[lid] = [m, [], {}, None, m.bit_length() - 1]
         rids = list(map(int, state["right_ids"]))
         rmasks = [mask(f) for f in state["right_facts"]]
         self._right_ids = dict(zip(rmasks, rids, strict=True))
@@ -813,6 +855,5 @@ class CadDetector(Detector):
                 if int(key) not in fs:
                     raise ValueError(f"cad: state names key fact {key} outside left semi-context {lid}")
         for left in self._lefts.values():
-            key = left[0].bit_length() - 1
-            self._by_key.setdefault(key, []).append(left)
+            self._by_key.setdefault(left[4], []).append(left)
         self._set_left_group(group, slot_of)
