@@ -1,7 +1,9 @@
 """CPU cost of the CAD core the way the stream uses it, and a bit-for-bit comparison of two cores.
 
 Series come from the load generator (seed-003 temp/hum readings, noisy daily cycles, a few injected
-anomalies). Each series runs in chunks of ``--chunk`` readings; after every chunk the state is
+anomalies); the prior is the range of the first ``--prior-readings`` (the stream bench trains on 500
+ticks of the sensors it then streams 200 of). The cyclic GC is off, as in the stream's group
+function. Each series runs in chunks of ``--chunk`` readings; after every chunk the state is
 taken and pickled (as the stream does every batch), and before every other chunk a fresh core is
 restored from that blob (unpickle + ``set_state``, as after a cache miss). Reported per core, best
 and median of ``--reps`` repetitions, in CPU time (``time.process_time``):
@@ -11,7 +13,9 @@ and median of ``--reps`` repetitions, in CPU time (``time.process_time``):
 - dump: ms per ``get_state`` + pickle;
 - per reading overall: (step + restore + dump CPU) / readings.
 
-With several ``--core`` files (e.g. the previous ``cad.py`` saved from git) the rows of all cores are compared with one another and with an uninterrupted run.
+With several ``--core`` files (e.g. the previous ``cad.py`` saved from git) the rows (score,
+probability, reason) of every core are compared with an uninterrupted run of the first; the exit
+status is 1 when any differ.
 
     PYTHONPATH=src python scripts/bench_cad_core.py --core /tmp/cad_old.py --core src/spark_anomaly/detectors/cad.py
     (git show main:src/spark_anomaly/detectors/cad.py > /tmp/cad_old.py)
