@@ -217,11 +217,12 @@ def test_memory_cap_holds_on_long_random_series():
     assert max(sizes) <= cap
     assert sizes[-1] >= int(0.9 * cap) - 50  # it keeps learning (sweeps, not a freeze)
     state = det.get_state()
-    assert len(state["ctx_ids"]) <= cap
+    ctx = _ctx_columns(state)
+    assert len(ctx["id"]) <= cap
     assert len(state["left_ids"]) <= cap and len(state["right_ids"]) <= cap
     # every stored semi-context is still used by a context
-    assert set(state["left_ids"]) == set(state["ctx_left"])
-    assert set(state["right_ids"]) == set(state["ctx_right"])
+    assert set(state["left_ids"]) == set(ctx["left"])
+    assert set(state["right_ids"]) == set(ctx["right"])
     # neuron facts of the left group are context ids, sensor facts are small
     assert all(f < 8 or f >= NEURON_BASE for f in state["left_group"])
 
@@ -376,26 +377,153 @@ def test_small_batches_through_pickled_state_equal_one_run(kind, kw):
         assert ref.get_state()["next_ids"][2] > 2 * kw["max_contexts"] >= 2 * ref.n_contexts
 
 
-def test_state_of_layout_1_restores_and_continues():
-    """A checkpoint written before the upgrade (layout 1: no ``left_keys``, by the core of commit
-    34856d1) resumes with the scores that core gave; the key facts are then recomputed."""
-    fx = json.loads((DATA / "cad_state_v1.json").read_text())
-    assert "left_keys" not in fx["state"] and fx["state"]["version"] == 1
+def _ctx_columns(state: dict) -> dict[str, list[int]]:
+    """The contexts of a state as columns by field name (both layouts)."""
+    fields = ("id", "left", "right", "count", "zero_level", "sweep_count")
+    return {k: state[f"ctx_{k if k != 'id' else 'ids'}"] for k in fields}
+
+
+def _as_layout_1(state: dict) -> dict:
+    """The content of a layout-2 state in layout-1 terms (fact lists, contexts by id), so states
+    of both layouts, or layout-2 states with other slot numbers, can be compared."""
+    if state["version"] == 1:
+        lefts = dict(zip(state["left_ids"], map(sorted, state["left_facts"]), strict=True))
+        rights = dict(zip(state["right_ids"], map(sorted, state["right_facts"]), strict=True))
+    else:
+        slot_cids = state["slot_cids"]
+
+        def facts(mask: int, width: int) -> list[int]:
+            out = []
+            for i in range(mask.bit_length()):
+                if mask >> i & 1:
+                    out.append(i if i < width else NEURON_BASE + slot_cids[i - width])
+            return sorted(out)
+
+        width = state["sensor_slots"]
+        lefts = {lid: facts(m, width) for lid, m in zip(state["left_ids"], state["left_masks"], strict=True)}
+        rights = {
+            rid: facts(m, width) for rid, m in zip(state["right_ids"], state["right_masks"], strict=True)
+        }
+    cols = _ctx_columns(state)
+    fields = ("left", "right", "count", "zero_level", "sweep_count")
+    ctxs = {cid: tuple(cols[k][i] for k in fields) for i, cid in enumerate(cols["id"])}
+    same = ("lo", "hi", "learn", "t", "last_alarm", "left_group", "next_ids")
+    return {**{k: state[k] for k in same}, "lefts": lefts, "rights": rights, "ctxs": ctxs}
+
+
+@pytest.mark.parametrize("name", ["cad_state_v1.json", "cad_state_v1_keys.json"])
+def test_state_of_layout_1_restores_and_continues(name):
+    """Checkpoints written before the upgrade resume with the scores their core gave: layout 1
+    without ``left_keys`` (core of commit 34856d1) and with them (core of commit dda2f6b)."""
+    fx = json.loads((DATA / name).read_text())
+    assert fx["state"]["version"] == 1 and ("left_keys" in fx["state"]) == name.endswith("_keys.json")
     det = CadDetector(CadConfig(**fx["config"]))
     det.set_state(fx["state"])
     restored = det.get_state()
-    assert {k: v for k, v in restored.items() if k != "left_keys"} == fx["state"]
-    assert all(k in f for k, f in zip(restored["left_keys"], restored["left_facts"], strict=True))
+    assert restored["version"] == 2
+    assert _as_layout_1(restored) == _as_layout_1(fx["state"])
+    # the layout-2 state written right after the upgrade continues the same way
+    again = CadDetector(CadConfig(**fx["config"]))
+    again.set_state(_roundtrip(restored))
+    assert again.get_state() == restored
     v = np.asarray(fx["values"], dtype=float)[fx["cut"] :]
-    rows = det.process_rows(v, np.zeros(len(v), dtype=np.int64))
-    assert [[r[2], r[3], r[5]] for r in rows] == fx["expected"]
-    assert det.n_contexts <= fx["config"]["max_contexts"]  # a sweep ran after the restore
+    for core in (det, again):
+        rows = core.process_rows(v, np.zeros(len(v), dtype=np.int64))
+        assert [[r[2], r[3], r[5]] for r in rows] == fx["expected"]
+        assert core.n_contexts <= fx["config"]["max_contexts"]  # a sweep ran after the restore
+    assert det.get_state() == again.get_state()
 
 
 def test_state_rejects_a_key_fact_outside_its_left():
+    fx = json.loads((DATA / "cad_state_v1_keys.json").read_text())
+    fx["state"]["left_keys"][0] = 99_999
+    with pytest.raises(ValueError, match="key fact"):
+        CadDetector(CadConfig(**fx["config"])).set_state(fx["state"])
+
+
+def test_state_rejects_a_key_slot_outside_its_left():
     det = _cad()
     _run(det, PATTERN * 3)
     state = det.get_state()
-    state["left_keys"][0] = 99_999
-    with pytest.raises(ValueError, match="key fact"):
+    state["left_keys"][0] = state["left_masks"][0].bit_length() + 3
+    with pytest.raises(ValueError, match="key slot"):
         _cad().set_state(state)
+
+
+def test_state_rejects_another_number_of_bits():
+    det = _cad()
+    _run(det, PATTERN * 3)
+    with pytest.raises(ValueError, match="sensor slots"):
+        _cad(num_norm_value_bits=4).set_state(det.get_state())
+
+
+def _to_layout_1(state: dict) -> dict:
+    """A layout-2 state rewritten as layout 1 (what the previous core would have written)."""
+    content = _as_layout_1(state)
+    ids = list(content["ctxs"])
+    cols = list(zip(*content["ctxs"].values(), strict=True)) if ids else [()] * 5
+    return {
+        "version": 1,
+        **{k: content[k] for k in ("lo", "hi", "learn", "t", "last_alarm", "left_group", "next_ids")},
+        "left_ids": list(content["lefts"]),
+        "left_facts": list(content["lefts"].values()),
+        "right_ids": list(content["rights"]),
+        "right_facts": list(content["rights"].values()),
+        "ctx_ids": ids,
+        **{
+            k: list(c)
+            for k, c in zip(
+                ("ctx_left", "ctx_right", "ctx_count", "ctx_zero_level", "ctx_sweep_count"), cols, strict=True
+            )
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    ("kind", "kw"),
+    [
+        ("cycle", {}),
+        ("shift", {"max_contexts": 250}),
+        ("spikes", {"num_norm_value_bits": 4, "max_contexts": 60}),
+    ],
+)
+def test_layout_2_restore_agrees_with_a_full_rebuild(kind, kw):
+    """``set_state`` of layout 2 takes the zero-level indexes from the state; rebuilding every
+    index from the fact lists (the layout-1 path, other slot numbers) must give the same core."""
+    v = _nab_like(kind, 700, seed=3)
+    ts = np.zeros(len(v), dtype=np.int64)
+    det = CadDetector(CadConfig(**kw))
+    det.process_rows(v[:450], ts[:450])
+    state = det.get_state()
+    fast, rebuilt = CadDetector(CadConfig(**kw)), CadDetector(CadConfig(**kw))
+    fast.set_state(pickle.loads(pickle.dumps(state)))
+    rebuilt.set_state(_to_layout_1(state))
+    assert _as_layout_1(rebuilt.get_state()) == _as_layout_1(state)
+    assert fast.get_state() == state
+    want = [r[2:] for r in det.process_rows(v[450:], ts[450:])]  # NaN lower/upper: not compared
+    for core in (fast, rebuilt):
+        assert [r[2:] for r in core.process_rows(v[450:], ts[450:])] == want
+    assert fast.get_state() == det.get_state()
+    assert _as_layout_1(rebuilt.get_state()) == _as_layout_1(det.get_state())
+
+
+def test_neuron_slots_are_given_back_and_reused():
+    """After sweeps every neuron slot in use is named by a left semi-context or the left group,
+    and freed slots are reused: the slot table stays near the number of live neurons."""
+    cap = 200
+    det = _cad(max_contexts=cap, num_norm_value_bits=4, max_value=1.0)
+    for x in np.random.default_rng(3).uniform(0, 1, 3000):
+        det.process_one(float(x), 0)
+    state = det.get_state()
+    assert state["next_ids"][2] > 10 * cap  # many contexts came and went
+    width = state["sensor_slots"]
+    named = 0
+    for m in state["left_masks"]:
+        named |= m
+    used = {i for i in range(width, named.bit_length()) if named >> i & 1}
+    used |= {
+        width + state["slot_cids"].index(f - NEURON_BASE) for f in state["left_group"] if f >= NEURON_BASE
+    }
+    live = {width + i for i, cid in enumerate(state["slot_cids"]) if cid >= 0}
+    assert used == live
+    assert len(state["slot_cids"]) <= cap

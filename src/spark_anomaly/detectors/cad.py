@@ -54,9 +54,13 @@ Choices beyond DETECTORS.md (all deterministic, so a restored state continues id
 
 from __future__ import annotations
 
+import heapq
 import math
-from collections import Counter, defaultdict
+from bisect import bisect_left, bisect_right
+from collections import Counter, deque
 from dataclasses import dataclass
+from itertools import compress, repeat
+from operator import and_, itemgetter, lshift, lt, not_, or_
 from typing import Any, ClassVar
 
 import numpy as np
@@ -66,7 +70,7 @@ from .base import NAN, RESULT_COLUMNS, Detector, SeriesPrior, Verdict, empty_res
 
 NEURON_BASE = 1 << 31  # neuron fact = NEURON_BASE + context id; sensor facts stay far below
 _EVICT_TO = 0.9  # after the cap is exceeded, keep this fraction of max_contexts
-_STATE_VERSION = 1
+_STATE_VERSION = 2  # 1: fact lists (still restored)
 
 
 def _is_int(v: Any) -> bool:
@@ -126,15 +130,46 @@ class CadConfig:
                 raise ValueError(f"cad: {name} must be an integer {bound}, got {v!r}")
 
 
-def _pair_key(pair: tuple[frozenset[int], frozenset[int]]) -> tuple[list[int], list[int]]:
-    return sorted(pair[0]), sorted(pair[1])
-
-
 def _widen(lo: float, hi: float, margin: float) -> tuple[float, float]:
     span = hi - lo
     if span <= 0:
         span = max(abs(hi), abs(lo), 1.0)
     return lo - margin * span, hi + margin * span
+
+
+class _SensorFacts(dict):
+    """Sensor mask -> its sorted sensor facts (bit i set = fact i, a tuple), filled on demand."""
+
+    def __missing__(self, mask: int) -> tuple[int, ...]:
+        facts = self[mask] = tuple(i for i in range(mask.bit_length()) if mask >> i & 1)
+        return facts
+
+
+def _bits_of(x: int, base: int = 0) -> list[int]:
+    """Positions of the set bits of ``x`` (ascending), plus ``base``."""
+    out = []
+    while x:
+        low = x & -x
+        out.append(base + low.bit_length() - 1)
+        x ^= low
+    return out
+
+
+_COUNTER = itemgetter(0)
+_COUNT_ID = itemgetter(0, 3)
+_KEY = itemgetter(4)
+_SEP = (-1,)  # between left and right facts in the sort key of new pairs
+_MASK = itemgetter(0)
+_consume = deque(maxlen=0).extend
+# a context's fields stored in the state, in the order of its list (slot and right mask follow)
+_CTX_KEYS = ("ctx_count", "ctx_left", "ctx_right", "ctx_ids", "ctx_zero_level", "ctx_sweep_count")
+_BIT = [1 << i for i in range(64)]  # slot -> 1 << slot, grown on demand, shared by all cores
+
+
+def _bit_table(n: int) -> list[int]:
+    while len(_BIT) < n:
+        _BIT.extend(1 << i for i in range(len(_BIT), 2 * len(_BIT)))
+    return _BIT
 
 
 class CadDetector(Detector):
@@ -162,7 +197,10 @@ class CadDetector(Detector):
         self._thr = float(config.threshold)
         self._rest = config.rest_period
         self._cap = config.max_contexts
-        self._sensors = frozenset(range(2 * self._bits))  # every possible sensor fact
+        self._W = 2 * self._bits  # sensor facts are slots 0 .. W-1, neuron slots follow
+        self._smask = (1 << self._W) - 1
+        self._sf = _SensorFacts()
+        self._codes: dict[int, tuple[int, list[int]]] = {}  # q -> (sensor mask, sensor facts)
         self._reset_memory()
         # range: None until known (learning mode)
         self._lo: float | None = None
@@ -179,118 +217,115 @@ class CadDetector(Detector):
             return False
 
     # ------------------------------------------------------------------ memory
-    # A left semi-context is a list [facts, contexts (right id -> context), right ids of its
-    # zero-level contexts, sensor part (zero-level lefts only), {sensor facts: contexts that fire} (a cache),
-    # key fact in _by_key, sorted facts (as the state stores them)]; a context is a list
-    # [counter, left id, right id, context id, zero-level 0/1, counter at the last sweep]. Lists
-    # compare by (counter, left id, right id): the tie order of active neurons.
+    # Fact sets are int bitmasks over slots: sensor fact f is bit f (f < W = 2b); a neuron fact
+    # (NEURON_BASE + context id) is bit s of a slot s >= W given to that context id when it first
+    # enters a left group (_slot_cids[s - W] = id). A slot is given back at a sweep once no left
+    # semi-context and not the left group names it; the lowest free slot is used first. Only the
+    # representation depends on slots: every rule is on the facts (ids, sorted fact lists).
+    #
+    # A left semi-context is a list [mask, contexts (list), {sensor mask: contexts that fire} (a
+    # cache), its sorted facts as a tuple (None until a sort needs them)]; a context is a list
+    # [counter, left id, right id, context id, zero-level 0/1, counter at the last sweep, neuron
+    # slot (-1: none), right mask]. Lists compare by (counter, left id, right id): the tie order
+    # of active neurons. A pair (left mask, right mask) is the int ``left << W | right``.
     def _reset_memory(self) -> None:
         self._t = 0  # CAD steps taken
         self._last_alarm = 0  # step of the last raw score >= threshold (0: virtual alarm at start)
-        self._left_group: frozenset[int] = frozenset()
+        self._lg = 0  # the left group (mask)
+        self._lkeys: list[int] = []  # all its slots (sensor facts, then neuron slots)
+        self._lctx: list[list[int]] = []  # the contexts of its neurons
         self._next_lid = 0
         self._next_rid = 0
         self._next_cid = 0
-        self._left_ids: dict[frozenset[int], int] = {}
-        self._lefts: dict[int, list[Any]] = {}
-        # containment candidates: key fact (one fact, rarely in a left group) -> {left id: left}
-        self._by_key: dict[int, dict[int, list[Any]]] = {}
-        # zero-level lefts: neuron fact -> {left id: left}; per sensor part, right id -> left ids of
-        # the zero-level contexts (lefts with neurons, lefts without)
-        self._zl_neuron: defaultdict[int, dict[int, list[Any]]] = defaultdict(dict)
-        self._zl_groups: dict[frozenset[int], dict[int, set[int]]] = {}
-        self._zl_plain: dict[frozenset[int], dict[int, set[int]]] = {}
-        self._right_ids: dict[frozenset[int], int] = {}
-        self._right_facts: dict[int, frozenset[int]] = {}
-        self._right_refs: dict[int, int] = {}
-        self._ctx: dict[int, list[int]] = {}
-        self._rcache: dict[frozenset[int], tuple[dict[int, frozenset[int]], frozenset[int]]] = {}
-        self._codes: dict[int, frozenset[int]] = {}
-        self._cut = 0  # speed hint for the top-k of active neurons (derived, not state)
+        self._left_ids: dict[int, int] = {}  # mask -> left id
+        self._lefts: dict[int, list[Any]] = {}  # left id -> left (creation order)
+        # containment candidates: key slot (the highest slot of a left) -> lefts
+        self._by_key: dict[int, list[list[Any]]] = {}
+        self._zl_pairs: set[int] = set()  # the pairs of the zero-level contexts
+        self._right_ids: dict[int, int] = {}  # mask -> right id
+        self._right_masks: dict[int, int] = {}  # right id -> mask (creation order)
+        self._right_refs: dict[int, int] = {}  # right id -> contexts using it
+        self._ctx_keys: set[int] = set()  # the pair of every context
+        self._ctx: dict[int, list[int]] = {}  # context id -> context (creation order)
+        self._slot_cids: list[int] = []  # neuron slot W + i -> context id, -1: free
+        self._free: list[int] = []  # heap of free neuron slots
 
-    def _left(self, facts: frozenset[int]) -> tuple[int, list[Any]]:
-        lid = self._left_ids.get(facts)
+    def _left(self, mask: int, order: list[list[int]]) -> tuple[int, list[Any]]:
+        lid = self._left_ids.get(mask)
         if lid is not None:
             return lid, self._lefts[lid]
         lid = self._next_lid
         self._next_lid += 1
-        self._left_ids[facts] = lid
-        self._lefts[lid] = left = [facts, {}, [], None, {}, self._key_fact(facts), sorted(facts)]
-        self._by_key.setdefault(left[5], {})[lid] = left
+        self._left_ids[mask] = lid
+        key = self._key_slot(mask, order)
+        self._lefts[lid] = left = [mask, [], {}, None, key]
+        b = self._by_key.get(key)
+        if b is None:
+            self._by_key[key] = [left]
+        else:
+            b.append(left)
         return lid, left
 
-    def _key_fact(self, facts: frozenset[int]) -> int:
-        """The fact a left semi-context is indexed under for the containment test.
+    @staticmethod
+    def _neuron_order(lctx: list[list[int]]) -> list[list[int]]:
+        """The contexts of a left group's neurons ``lctx``, fewest fires first (then id)."""
+        return sorted(lctx, key=_COUNT_ID)
 
-        Any of its facts is correct (a contained left has all its facts in the group); a neuron
-        whose context fired least so far is rarely in a left group, so few candidates are tested.
-        Only speed depends on this choice, never a score.
+    def _key_slot(self, mask: int, order: list[list[int]]) -> int:
+        """The slot a new left semi-context (a subset of the left group) is indexed under.
+
+        Any of its facts would be correct (a contained left has all its facts in the group); the
+        neuron whose context fired least so far is rarely in a left group, so few candidates are
+        tested. ``order``: ``_neuron_order()``. Only speed depends on this choice, never a score.
         """
-        best = -1
-        best_count = -1
-        ctx = self._ctx
-        for f in facts - self._sensors:
-            c = ctx.get(f - NEURON_BASE)
-            n = c[0] if c is not None else -1
-            if best < 0 or n < best_count or (n == best_count and f > best):
-                best, best_count = f, n
-        return best if best >= 0 else max(facts)
+        x = mask >> self._W
+        if x:
+            W = self._W
+            for c in order:
+                if x >> (c[6] - W) & 1 and c[4] >= 0:  # (a removed context is skipped)
+                    return c[6]
+        return mask.bit_length() - 1
 
-    def _right_id(self, facts: frozenset[int]) -> int:
-        rid = self._right_ids.get(facts)
+    def _right_id(self, mask: int) -> int:
+        rid = self._right_ids.get(mask)
         if rid is None:
             rid = self._next_rid
             self._next_rid += 1
-            self._right_ids[facts] = rid
-            self._right_facts[rid] = facts
+            self._right_ids[mask] = rid
+            self._right_masks[rid] = mask
             self._right_refs[rid] = 0
-            self._rcache.clear()
         return rid
 
-    def _zl_groups_of(self, left: list[Any]) -> dict[frozenset[int], dict[int, set[int]]]:
-        return self._zl_groups if len(left[3]) < len(left[0]) else self._zl_plain
-
-    def _add_context(
-        self, lid: int, left: list[Any], rid: int, cnt: int, zl: int, snap: int, cid: int
-    ) -> list[int]:
-        c = [cnt, lid, rid, cid, zl, snap]
-        left[1][rid] = c
-        left[4] = {}
-        self._ctx[cid] = c
-        self._right_refs[rid] += 1
-        if zl:
-            if not left[2]:
-                facts = left[0]
-                left[3] = code = frozenset(f for f in facts if f < NEURON_BASE)
-                for f in facts:
-                    if f >= NEURON_BASE:
-                        self._zl_neuron[f][lid] = left
-            else:
-                code = left[3]
-            left[2].append(rid)
-            self._zl_groups_of(left).setdefault(code, {}).setdefault(rid, set()).add(lid)
-        return c
-
-    def _new_context(self, lid: int, left: list[Any], rid: int, zl: int) -> list[int]:
+    def _new_context(self, lid: int, left: list[Any], rm: int, rid: int, zl: int) -> None:
         cid = self._next_cid
         self._next_cid += 1
-        return self._add_context(lid, left, rid, 0, zl, 0, cid)
+        c = [0, lid, rid, cid, zl, 0, -1, rm]
+        left[1].append(c)
+        left[2] = {}
+        self._ctx[cid] = c
+        self._ctx_keys.add(left[0] << self._W | rm)
+        self._right_refs[rid] += 1
+        if zl:
+            self._zl_pairs.add(left[0] << self._W | rm)
 
-    def _right_info(self, facts: frozenset[int]) -> tuple[dict[int, frozenset[int]], frozenset[int]]:
-        """For the current sensor facts: matched facts per right semi-context, and the fully present."""
-        info = self._rcache.get(facts)
-        if info is None:
-            match: dict[int, frozenset[int]] = {}
-            full: set[int] = set()
-            for rid, rf in self._right_facts.items():
-                m = rf & facts
-                if m:
-                    match[rid] = m
-                    if len(m) == len(rf):
-                        full.add(rid)
-            info = (match, frozenset(full))
-            self._rcache[facts] = info
-        return info
+    def _alloc_slots(self, ctxs: list[list[int]]) -> None:
+        """Give neuron slots to contexts entering a left group for the first time (by id)."""
+        free, sc, W = self._free, self._slot_cids, self._W
+        for c in sorted(ctxs, key=itemgetter(3)):
+            if free:
+                s = heapq.heappop(free)
+                sc[s - W] = c[3]
+            else:
+                s = W + len(sc)
+                sc.append(c[3])
+                _bit_table(s + 1)
+            c[6] = s
+
+    def _facts_of(self, mask: int) -> list[int]:
+        """Sorted facts of a mask (neuron facts as NEURON_BASE + context id)."""
+        sc, W = self._slot_cids, self._W
+        neurons = sorted([NEURON_BASE + sc[s - W] for s in _bits_of(mask >> W, W)])
+        return [*self._sf[mask & self._smask], *neurons]
 
     def _evict(self) -> None:
         """Sweep: drop contexts down to _EVICT_TO of the cap (see the module doc).
@@ -301,45 +336,53 @@ class CadDetector(Detector):
         n_drop = len(ctx) - int(_EVICT_TO * self._cap)
         if n_drop <= 0:
             return
+        lefts, W = self._lefts, self._W
         order = sorted(ctx.values(), key=lambda c: (c[0] - c[5], c[0], c[3]))
+        refs = self._right_refs
         for c in order[:n_drop]:
-            cnt, lid, rid, cid, zl, _ = c
+            _, lid, rid, cid, zl, _, _, rm = c
             del ctx[cid]
-            left = self._lefts[lid]
+            left = lefts[lid]
+            lm = left[0]
             under = left[1]
-            del under[rid]
-            left[4] = {}
+            under.remove(c)
+            left[2] = {}
+            k = lm << W | rm
+            self._ctx_keys.discard(k)
             if zl:
-                groups = self._zl_groups_of(left)
-                g = groups[left[3]]
-                g[rid].discard(lid)
-                if not g[rid]:
-                    del g[rid]
-                    if not g:
-                        del groups[left[3]]
-                left[2].remove(rid)
-                if not left[2]:
-                    for f in left[0]:
-                        if f >= NEURON_BASE:
-                            s = self._zl_neuron[f]
-                            del s[lid]
-                            if not s:
-                                del self._zl_neuron[f]
-                    left[3] = None
+                self._zl_pairs.discard(k)
+            c[4] = -1  # removed (it may still be named by the left group: see _neuron_order)
             if not under:
-                facts = left[0]
-                del self._lefts[lid], self._left_ids[facts]
-                s = self._by_key[left[5]]
-                del s[lid]
-                if not s:
-                    del self._by_key[left[5]]
-            self._right_refs[rid] -= 1
-            if not self._right_refs[rid]:
-                del self._right_refs[rid]
-                del self._right_ids[self._right_facts.pop(rid)]
-                self._rcache.clear()
-        for c in ctx.values():
+                del lefts[lid], self._left_ids[lm]
+                key = left[4]
+                b = self._by_key[key]
+                b.remove(left)
+                if not b:
+                    del self._by_key[key]
+            refs[rid] -= 1
+            if not refs[rid]:
+                del refs[rid]
+                del self._right_ids[self._right_masks.pop(rid)]
+        kept = order[n_drop:]
+        for c in kept:
             c[5] = c[0]
+        # neuron slots named by no left semi-context and not by the left group are free again
+        used = self._lg
+        for left in lefts.values():
+            used |= left[0]
+        used >>= W
+        sc = self._slot_cids
+        freed = set()
+        for i, cid in enumerate(sc):
+            if cid >= 0 and not used >> i & 1:
+                sc[i] = -1
+                freed.add(W + i)
+        if freed:
+            for s in sorted(freed):
+                heapq.heappush(self._free, s)
+            for c in kept:
+                if c[6] in freed:
+                    c[6] = -1
 
     # ------------------------------------------------------------------ range
     def _set_range(self, lo: float, hi: float) -> None:
@@ -347,25 +390,27 @@ class CadDetector(Detector):
         span = hi - lo
         self._step = span / self._qmax if span > 0 else 1.0
 
-    def _encode(self, x: float) -> frozenset[int]:
+    def _encode(self, x: float) -> tuple[int, list[int]]:
         """Sensor facts of reading x: clip, quantise to b bits, fact 2*i + bit (i from the MSB)."""
         lo, hi = self._lo, self._hi
         x = lo if x < lo else hi if x > hi else x
         q = int((x - lo) / self._step)
-        if q > self._qmax:
-            q = self._qmax
-        facts = self._codes.get(q)
-        if facts is None:
-            b = self._bits
-            facts = frozenset(2 * i + ((q >> (b - 1 - i)) & 1) for i in range(b))
-            self._codes[q] = facts
-        return facts
+        code = self._codes.get(q)
+        return code if code is not None else self._encode_q(q)
+
+    def _encode_q(self, q: int) -> tuple[int, list[int]]:
+        """(mask, sorted facts) of level q (clipped to the top level), cached per q as given."""
+        b = self._bits
+        v = min(q, self._qmax)
+        facts = [2 * i + ((v >> (b - 1 - i)) & 1) for i in range(b)]
+        code = self._codes[q] = (sum(1 << f for f in facts), facts)
+        return code
 
     def encode(self, x: float) -> list[int]:
         """The sorted sensor facts of ``x`` under the current range (for inspection and tests)."""
         if self._lo is None:
             raise RuntimeError("cad: value range not known yet (still learning it)")
-        return sorted(self._encode(float(x)))
+        return list(self._encode(float(x))[1])
 
     @property
     def value_range(self) -> tuple[float, float] | None:
@@ -379,107 +424,111 @@ class CadDetector(Detector):
     def _cad_step(self, x: float) -> tuple[float, float, str]:
         """One CAD step on a finite reading; returns (reported score, raw score, reason)."""
         self._t = t = self._t + 1
-        R = self._encode(x)
-        L = self._left_group
-        rmatch, rfull = self._right_info(R)
-        maxlen = self._maxlen
+        lo, hi = self._lo, self._hi
+        x = lo if x < lo else hi if x > hi else x
+        q = int((x - lo) / self._step)
+        code = self._codes.get(q)
+        R, rkeys = code if code is not None else self._encode_q(q)
+        L = self._lg
+        W = self._W
 
         new_flag = False
         zl_under = None
-        zl_c = None
+        order = None
         if L:
-            lid0, left0 = self._left(L)
-            rid0 = self._right_id(R)
-            if rid0 not in rmatch:  # a new right semi-context invalidated the cache
-                rmatch, rfull = self._right_info(R)
-            zl_under = left0[1]
-            zl_c = zl_under.get(rid0)
-            if zl_c is None:
-                zl_c = self._new_context(lid0, left0, rid0, 1)
+            if L in self._left_ids:
+                lid0 = self._left_ids[L]
+                left0 = self._lefts[lid0]
+            else:
+                order = self._neuron_order(self._lctx)
+                lid0, left0 = self._left(L, order)
+            if (L << W | R) not in self._ctx_keys:
+                self._new_context(lid0, left0, R, self._right_id(R), 1)
                 new_flag = True
+            zl_under = left0[1]
 
         # selected / fired: contexts under the left semi-contexts contained in L
-        pairs: dict[tuple[frozenset[int], frozenset[int]], None] = {}
+        nL = ~L
+        nR = ~R
         n_sel = 0
         fired: list[list[int]] = []
-        zl_sel: list[list[Any]] = []  # selected lefts that may give potential pairs
         by_key = self._by_key
-        for f in L:
-            cands = by_key.get(f)
+        for s in self._lkeys:
+            cands = by_key.get(s)
             if cands is None:
                 continue
-            for left in cands.values():
-                if not left[0] <= L:
+            for left in cands:
+                if left[0] & nL:
                     continue
                 under = left[1]
                 n_sel += len(under)
                 if under is zl_under:  # the zero-level context (L, R) must not fire
                     n_sel -= 1
-                    fired += [c for rid, c in under.items() if rid in rfull and c is not zl_c]
+                    fired += [c for c in under if not c[7] & nR and c[7] != R]
                 else:
-                    fc = left[4]
+                    fc = left[2]
                     fl = fc.get(R)
                     if fl is None:
                         if len(fc) >= 8:
                             fc.clear()
-                        fl = fc[R] = [c for rid, c in under.items() if rid in rfull]
+                        fl = fc[R] = [c for c in under if not c[7] & nR]
                     fired += fl
-                if new_flag and left[2] and len(left[0]) <= maxlen:
-                    zl_sel.append(left)
         for c in fired:
             c[0] += 1
         n_fired = len(fired)
-        for left in zl_sel:  # fully present left, right partly present
-            S = left[0]
-            for rid, c in left[1].items():
-                if c[4] and rid not in rfull and rid in rmatch:
-                    pairs[(S, rmatch[rid])] = None
 
         if new_flag:
-            self._partial_pairs(L, rmatch, pairs)
+            pairs = self._potential_pairs(L << W | R)
 
         # active neurons -> next left group
         if fired:
             nact = self._nact
             if n_fired > nact:
                 if nact:
-                    # Exact top-nact: if at least nact counters reach the previous step's cut, the
-                    # top nact are among them (the cut is a speed hint only, not state).
-                    cut = self._cut
-                    top = [c for c in fired if c[0] >= cut]
-                    if len(top) < nact:
-                        top = fired
-                    top.sort()  # contexts are distinct lists, so the order is total
-                    fired = top[-nact:]
-                    self._cut = fired[0][0]
+                    top = fired
+                    top.sort(key=_COUNTER)
+                    v = top[-nact][0]
+                    if top[-nact - 1][0] == v:
+                        # equal counters across the boundary: (counter, left id, right id) decides
+                        # (contexts are distinct lists, so that order is total)
+                        hi = bisect_right(top, v, len(top) - nact, key=_COUNTER)
+                        tied = top[bisect_left(top, v, 0, hi, key=_COUNTER) : hi]
+                        tied.sort()
+                        fired = top[hi:]
+                        fired += tied[len(fired) - nact :]
+                    else:
+                        fired = top[-nact:]
                 else:
                     fired = []
-            self._left_group = R.union([NEURON_BASE + c[3] for c in fired])
+            ns = [c[6] for c in fired]
+            if -1 in ns:
+                self._alloc_slots([c for c in fired if c[6] < 0])
+                ns = [c[6] for c in fired]
+            self._lg = R | sum(map(_BIT.__getitem__, ns))
+            self._lkeys = rkeys + ns
+            lctx = self._lctx
+            self._lctx = fired
         else:
-            self._left_group = R
+            self._lg = R
+            self._lkeys = rkeys
+            lctx = self._lctx
+            self._lctx = []
 
         # store potential new contexts
         a1 = 0.0
         if new_flag:
             really_new = 1  # the zero-level context
-            pairs.pop((L, R), None)  # it is stored already
+            pairs.discard(L << W | R)  # it is stored already
             if pairs:
-                left_ids, right_ids, lefts = self._left_ids, self._right_ids, self._lefts
-                new_pairs = []
-                for pair in pairs:
-                    lf, rf = pair
-                    lid = left_ids.get(lf)
-                    if lid is not None:
-                        rid = right_ids.get(rf)
-                        if rid is not None and rid in lefts[lid][1]:
-                            continue
-                    new_pairs.append(pair)
-                if len(new_pairs) > 1:
-                    new_pairs.sort(key=_pair_key)
-                for lf, rf in new_pairs:
-                    lid, left = self._left(lf)
-                    self._new_context(lid, left, self._right_id(rf), 0)
-                really_new += len(new_pairs)
+                new = pairs - self._ctx_keys
+                if new:
+                    fresh: dict[int, tuple[int, ...]] = {}
+                    if len(new) > 1:
+                        new = self._in_id_order(new, fresh)
+                    if order is None:
+                        order = self._neuron_order(lctx)
+                    self._store(new, fresh, order)
+                    really_new += len(new)
             a1 = really_new / (len(pairs) + 1)
             if len(self._ctx) > self._cap:
                 self._evict()
@@ -497,53 +546,84 @@ class CadDetector(Detector):
             self._last_alarm = t
         return score, raw, reason
 
-    def _partial_pairs(
-        self,
-        L: frozenset[int],
-        rmatch: dict[int, frozenset[int]],
-        pairs: dict[tuple[frozenset[int], frozenset[int]], None],
+    def _store(
+        self, new: list[int] | set[int], fresh: dict[int, tuple[int, ...]], order: list[list[int]]
     ) -> None:
-        """Potential pairs of zero-level contexts whose left side is only partly present in L.
+        """Create the contexts of new pairs (not zero-level), in the given order; ``fresh``: fact
+        tuples of new left masks known from sorting."""
+        W, smask = self._W, self._smask
+        left_ids, lefts = self._left_ids, self._lefts
+        right_ids, refs, ctx = self._right_ids, self._right_refs, self._ctx
+        cid = self._next_cid
+        for k in new:
+            rm = k & smask
+            lm = k >> W
+            lid = left_ids.get(lm)
+            if lid is None:
+                lid, left = self._left(lm, order)
+                left[3] = fresh.get(lm)
+            else:
+                left = lefts[lid]
+                left[2] = {}
+            rid = right_ids.get(rm)
+            if rid is None:
+                rid = self._right_id(rm)
+            left[1].append(c := [0, lid, rid, cid, 0, 0, -1, rm])
+            ctx[cid] = c
+            cid += 1
+            refs[rid] += 1
+        self._next_cid = cid
+        self._ctx_keys.update(new)
 
-        Every zero-level left is (sensor code) + neurons. Lefts sharing a neuron with L are matched
-        one by one; all others meet L only in the sensor part, so per sensor code the set of their
-        zero-level right sides is enough (kept as counts, minus those of the lefts done one by one).
+    def _in_id_order(self, new: set[int], fresh: dict[int, tuple[int, ...]]) -> list[int]:
+        """New pairs sorted by their sorted fact lists (left, right): the order ids are given in.
+
+        The key is one tuple: left facts, -1, right facts (-1 is below every fact, so a shorter
+        left sorts first, as a list would). A left keeps its facts once known; those of lefts
+        not created yet go to ``fresh``.
         """
-        maxlen = self._maxlen
-        sens = L & self._sensors
-        hit: dict[int, list[Any]] = {}
-        zl_neuron = self._zl_neuron
-        for f in L - self._sensors:
-            s = zl_neuron.get(f)
-            if s:
-                hit.update(s)
-        for left in hit.values():
-            S = left[0]
-            m = S & L
-            n = len(m)
-            if n <= maxlen and n < len(S):
-                for rid in left[2]:
-                    mr = rmatch.get(rid)
-                    if mr is not None:
-                        pairs[(m, mr)] = None
-        n_hit = len(hit)
-        hit_ids = hit.keys()
-        for code, rights in self._zl_groups.items():
-            m = code & sens
-            if not m or len(m) > maxlen:
-                continue
-            for rid, lids in rights.items():
-                mr = rmatch.get(rid)
-                if mr is not None and (len(lids) > n_hit or not hit_ids >= lids):
-                    pairs[(m, mr)] = None
-        for code, rights in self._zl_plain.items():
-            m = code & sens
-            if not m or len(m) > maxlen or len(m) == len(code):
-                continue
-            for rid in rights:
-                mr = rmatch.get(rid)
-                if mr is not None:
-                    pairs[(m, mr)] = None
+        W, smask, sf, sc = self._W, self._smask, self._sf, self._slot_cids
+        left_ids, lefts = self._left_ids, self._lefts
+        keyed = []
+        for k in new:
+            lm = k >> W
+            lid = left_ids.get(lm)
+            lf = fresh.get(lm) if lid is None else lefts[lid][3]
+            if lf is None:
+                x = lm >> W
+                cids = []
+                while x:
+                    low = x & -x
+                    cids.append(sc[low.bit_length() - 1])
+                    x ^= low
+                cids.sort()
+                lf = sf[lm & smask] + tuple([NEURON_BASE + c for c in cids])
+                if lid is None:
+                    fresh[lm] = lf
+                else:
+                    lefts[lid][3] = lf
+            keyed.append((lf + _SEP + sf[k & smask], k))
+        keyed.sort()
+        return [k for _, k in keyed]
+
+    def _potential_pairs(self, LR: int) -> set[int]:
+        """Potential new contexts of a step whose zero-level context ``LR`` (pair L << W | R) is new.
+
+        Every zero-level context (S, r) gives the pair (S & L, r & R) (as pairs: ``(S << W | r) &
+        LR``) when S & L is not empty and has at most max_left_semi_contexts_length facts, r & R
+        is not empty and (S, r) is not fully present (S in L and r in R). That is DETECTORS.md's
+        partial match of zero-level contexts, with the choice "partly present left side" above:
+        a left sharing a neuron with L, or only sensor facts, or fully present gives its pairs by
+        the same rule.
+        """
+        W, smask, maxlen = self._W, self._smask, self._maxlen
+        pairs: set[int] = set()
+        add = pairs.add
+        for k in self._zl_pairs:
+            p = k & LR
+            if p > smask and p != k and p & smask and (p >> W).bit_count() <= maxlen:
+                add(p)
+        return pairs
 
     # ------------------------------------------------------------------ contract
     def process_one(self, x: float, ts: int) -> Verdict:
@@ -614,15 +694,11 @@ class CadDetector(Detector):
     def get_state(self) -> dict[str, Any]:
         """Plain values only: ints, floats, lists, dicts (JSON- and pickle-safe).
 
-        Semi-contexts are stored once as sorted fact lists, contexts as parallel integer columns:
-        flat lists pickle and unpickle in C. ``left_keys`` (each left's key fact in the containment
-        index) is an index kept in the state so that ``set_state`` need not recompute it; a state
-        without it (written before it existed) is restored all the same.
+        Layout 2: semi-contexts as masks (ints) over the slots, ``slot_cids`` naming the context
+        of each neuron slot (-1: free); the contexts as parallel integer columns (flat lists
+        pickle and unpickle in C).
         """
-        lefts = self._lefts.values()
-        rids = list(self._right_facts)
-        ctxs = list(self._ctx.values())
-        cols = list(zip(*ctxs, strict=True)) if ctxs else [()] * 6
+        cols = zip(*self._ctx.values(), strict=True) if self._ctx else repeat((), len(_CTX_KEYS))
         return {
             "version": _STATE_VERSION,
             "lo": self._lo,
@@ -630,25 +706,23 @@ class CadDetector(Detector):
             "learn": list(self._learn),
             "t": self._t,
             "last_alarm": self._last_alarm,
-            "left_group": sorted(self._left_group),
+            "left_group": self._facts_of(self._lg),
             "next_ids": [self._next_lid, self._next_rid, self._next_cid],
+            "sensor_slots": self._W,
+            "slot_cids": list(self._slot_cids),
             "left_ids": list(self._lefts),
-            "left_facts": [left[6].copy() for left in lefts],
-            "left_keys": [left[5] for left in lefts],
-            "right_ids": rids,
-            "right_facts": [sorted(self._right_facts[i]) for i in rids],
-            "ctx_ids": list(cols[3]),
-            "ctx_left": list(cols[1]),
-            "ctx_right": list(cols[2]),
-            "ctx_count": list(cols[0]),
-            "ctx_zero_level": list(cols[4]),
-            "ctx_sweep_count": list(cols[5]),
+            "left_masks": list(map(_MASK, self._lefts.values())),
+            "left_keys": list(map(_KEY, self._lefts.values())),
+            "right_ids": list(self._right_masks),
+            "right_masks": list(self._right_masks.values()),
+            **dict(zip(_CTX_KEYS, map(list, cols), strict=False)),
         }
 
     def set_state(self, state: dict[str, Any]) -> None:
-        """Restore from ``get_state`` output: bulk builds (map/zip/dict in C), one pass per context."""
-        if state.get("version") != _STATE_VERSION:
-            raise ValueError(f"cad: unsupported state version {state.get('version')!r}")
+        """Restore from ``get_state`` output (layout 2, or layout 1 of the previous cores)."""
+        version = state.get("version")
+        if version not in (1, _STATE_VERSION):
+            raise ValueError(f"cad: unsupported state version {version!r}")
         self._reset_memory()
         lo, hi = state["lo"], state["hi"]
         self._lo = self._hi = None
@@ -657,58 +731,129 @@ class CadDetector(Detector):
         self._learn = [float(v) for v in state["learn"]]
         self._t = int(state["t"])
         self._last_alarm = int(state["last_alarm"])
-        self._left_group = frozenset(map(int, state["left_group"]))
+        if version == 1:
+            self._set_state_1(state)
+        else:
+            self._set_state_2(state)
+        self._next_lid, self._next_rid, self._next_cid = (int(v) for v in state["next_ids"])
+
+    def _set_left_group(self, facts: list[int], slot_of: dict[int, int]) -> None:
+        sens = [f for f in facts if f < NEURON_BASE]
+        try:
+            nslots = [slot_of[f - NEURON_BASE] for f in facts if f >= NEURON_BASE]
+        except KeyError as e:
+            raise ValueError(f"cad: state's left group names context {e} without a slot") from None
+        self._lkeys = sens + nslots
+        self._lg = sum(map(_BIT.__getitem__, self._lkeys))
+        ctx = self._ctx
+        self._lctx = [ctx[f - NEURON_BASE] for f in facts if f >= NEURON_BASE and f - NEURON_BASE in ctx]
+
+    def _set_state_2(self, state: dict[str, Any]) -> None:
+        W = self._W
+        if state["sensor_slots"] != W:
+            raise ValueError(f"cad: state has {state['sensor_slots']} sensor slots, this core {W}")
+        # (the lists of a state are only read, never kept: the caller may reuse the state)
+        sc = self._slot_cids = list(state["slot_cids"])
+        _bit_table(W + len(sc) + 1)
+        slot_range = range(W, W + len(sc))
+        self._free = list(compress(slot_range, map(lt, sc, repeat(0))))  # ascending: a heap
+        slot_of = dict(zip(sc, slot_range, strict=True))
+        slot_of.pop(-1, None)
+        lids, masks = state["left_ids"], state["left_masks"]
+        rids, rmasks = state["right_ids"], state["right_masks"]
+        self._right_ids = dict(zip(rmasks, rids, strict=True))
+        self._right_masks = dict(zip(rids, rmasks, strict=True))
+        cnt, c_left, c_right, cids, c_zl, snap = map(state.__getitem__, _CTX_KEYS)
+        try:
+            c_rm = list(map(self._right_masks.__getitem__, c_right))
+        except KeyError as e:
+            raise ValueError(
+                f"cad: state has a context with right semi-context {e}, which it lacks"
+            ) from None
+        slots = map(slot_of.get, cids, repeat(-1))
+        ctxs = list(map(list, zip(cnt, c_left, c_right, cids, c_zl, snap, slots, c_rm, strict=True)))
+        self._ctx = dict(zip(cids, ctxs, strict=True))
+        self._right_refs = dict.fromkeys(rids, 0)
+        self._right_refs.update(Counter(c_right))
+        keys = state["left_keys"]
+        if any(map(not_, map(and_, masks, map(_BIT.__getitem__, keys)))):
+            raise ValueError("cad: state names a key slot outside its left semi-context")
+        objs = [[m, [], {}, None, k] for m, k in zip(masks, keys, strict=True)]
+        self._lefts = dict(zip(lids, objs, strict=True))
+        self._left_ids = dict(zip(masks, lids, strict=True))
+        try:
+            under_of = dict(zip(lids, map(itemgetter(1), objs), strict=True))
+            _consume(map(list.append, map(under_of.__getitem__, c_left), ctxs))
+            shifted = dict(zip(lids, map(lshift, masks, repeat(W)), strict=True))
+            pairs = list(map(or_, map(shifted.__getitem__, c_left), c_rm))
+        except KeyError as e:
+            raise ValueError(
+                f"cad: state has a context under left semi-context {e}, which it lacks"
+            ) from None
+        self._ctx_keys = set(pairs)
+        self._zl_pairs = set(compress(pairs, c_zl))
+        by_key = self._by_key
+        for key, left in zip(keys, objs, strict=True):
+            b = by_key.get(key)
+            if b is None:
+                by_key[key] = [left]
+            else:
+                b.append(left)
+        self._set_left_group(list(map(int, state["left_group"])), slot_of)
+
+    def _set_state_1(self, state: dict[str, Any]) -> None:
+        """Layout 1 (sorted fact lists; ``left_keys`` optional and not needed): build every index."""
+        W = self._W
         lids = list(map(int, state["left_ids"]))
-        sorted_facts = [list(map(int, f)) for f in state["left_facts"]]
-        if len(sorted_facts) != len(lids):
+        facts = [list(map(int, f)) for f in state["left_facts"]]
+        if len(facts) != len(lids):
             raise ValueError("cad: state has left_ids and left_facts of different lengths")
-        fsets = list(map(frozenset, sorted_facts))
-        self._left_ids = dict(zip(fsets, lids, strict=True))
-        lefts = self._lefts = {
-            lid: [fs, {}, [], None, {}, 0, sf] for lid, fs, sf in zip(lids, fsets, sorted_facts, strict=True)
-        }
+        group = list(map(int, state["left_group"]))
+        named = sorted({f - NEURON_BASE for fs in [*facts, group] for f in fs if f >= NEURON_BASE})
+        self._slot_cids = named
+        _bit_table(W + len(named) + 1)
+        slot_of = dict(zip(named, range(W, W + len(named)), strict=True))
+        for fs in [*facts, group]:
+            for f in fs:
+                if f < 0 or W <= f < NEURON_BASE:
+                    raise ValueError(f"cad: state names fact {f}, not a sensor fact of {self._bits} bits")
+
+        def mask(fs: list[int]) -> int:
+            return sum(1 << (f if f < NEURON_BASE else slot_of[f - NEURON_BASE]) for f in set(fs))
+
+        masks = list(map(mask, facts))
+        lefts = {}
+        for lid, m in zip(lids, masks, strict=True):
+            self._left_ids[m] = lid
+            lefts[lid] = [m, [], {}, None, m.bit_length() - 1]
         rids = list(map(int, state["right_ids"]))
-        rsets = [frozenset(map(int, f)) for f in state["right_facts"]]
-        self._right_ids = dict(zip(rsets, rids, strict=True))
-        self._right_facts = dict(zip(rids, rsets, strict=True))
-        right_refs = self._right_refs = dict.fromkeys(rids, 0)
+        rmasks = [mask(f) for f in state["right_facts"]]
+        self._right_ids = dict(zip(rmasks, rids, strict=True))
+        rmask_of = self._right_masks = dict(zip(rids, rmasks, strict=True))
+        self._right_refs = dict.fromkeys(rids, 0)
         cols = [
             list(map(int, state[k]))
             for k in ("ctx_count", "ctx_left", "ctx_right", "ctx_ids", "ctx_sweep_count")
         ]
-        right_refs.update(Counter(cols[2]))
         zls = [1 if z else 0 for z in state["ctx_zero_level"]]
-        ctxs = list(map(list, zip(cols[0], cols[1], cols[2], cols[3], zls, cols[4], strict=True)))
-        self._ctx = dict(zip(cols[3], ctxs, strict=True))
-        zl_neuron, zl_groups, zl_plain = self._zl_neuron, self._zl_groups, self._zl_plain
-        sensors = self._sensors
-        for c in ctxs:
-            left = lefts[c[1]]
-            left[1][c[2]] = c
-            if c[4]:  # a zero-level context: index its left side (as _add_context does)
-                lid, rid, facts = c[1], c[2], left[0]
-                if not left[2]:
-                    left[3] = code = facts & sensors
-                    for f in facts - sensors:
-                        zl_neuron[f][lid] = left
-                else:
-                    code = left[3]
-                left[2].append(rid)
-                groups = zl_groups if len(code) < len(facts) else zl_plain
-                g = groups.get(code)
-                if g is None:
-                    groups[code] = {rid: {lid}}
-                elif rid in g:
-                    g[rid].add(lid)
-                else:
-                    g[rid] = {lid}
+        for cnt, lid, rid, cid, zl, snap in zip(
+            cols[0], cols[1], cols[2], cols[3], zls, cols[4], strict=True
+        ):
+            left = lefts[lid]
+            rm = rmask_of[rid]
+            left[1].append(c := [cnt, lid, rid, cid, zl, snap, slot_of.get(cid, -1), rm])
+            self._ctx[cid] = c
+            self._ctx_keys.add(left[0] << W | rm)
+            self._right_refs[rid] += 1
+            if zl:
+                self._zl_pairs.add(left[0] << W | rm)
+        # the lefts in the order layout 2 groups contexts in (creation order of the lefts)
+        self._lefts = dict(sorted(lefts.items()))
         keys = state.get("left_keys")
-        if keys is None:  # a state from before left_keys: keys use the restored counters
-            keys = [self._key_fact(left[0]) for left in lefts.values()]
-        by_key = self._by_key
-        for (lid, left), key in zip(lefts.items(), keys, strict=True):
-            left[5] = key = int(key)
-            if key not in left[0]:
-                raise ValueError(f"cad: state names key fact {key} outside left semi-context {lid}")
-            by_key.setdefault(key, {})[lid] = left
-        self._next_lid, self._next_rid, self._next_cid = (int(v) for v in state["next_ids"])
+        if keys is not None:  # written by the core of layout 1 (speed only): checked, not used
+            for lid, fs, key in zip(lids, facts, keys, strict=True):
+                if int(key) not in fs:
+                    raise ValueError(f"cad: state names key fact {key} outside left semi-context {lid}")
+        for left in self._lefts.values():
+            self._by_key.setdefault(left[4], []).append(left)
+        self._set_left_group(group, slot_of)
