@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from spark_anomaly import loadgen
-from spark_anomaly.detectors.base import SeriesPrior
+from spark_anomaly.evaluation.runner import prior_of
 
 
 def load_core(path: str):
@@ -61,17 +61,6 @@ def make_series(n_series: int, n: int, seed: int) -> list[np.ndarray]:
             for m in loadgen.METRICS:
                 cols.setdefault((rec["id"], m), []).append(float(rec[m]))
     return [np.asarray(v, dtype=float) for v in list(cols.values())[:n_series]]
-
-
-def prior_of(v: np.ndarray) -> SeriesPrior:
-    """What a model trained on that history would hold."""
-    return SeriesPrior(
-        n=len(v),
-        mean=float(v.mean()),
-        m2=float(((v - v.mean()) ** 2).sum()),
-        min=float(v.min()),
-        max=float(v.max()),
-    )
 
 
 def run(mod, series, priors, chunk: int, config: dict, restore_every: int):

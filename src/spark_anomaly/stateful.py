@@ -12,6 +12,7 @@ Series that stop reporting expire after ``detect.state_timeout`` (per-series las
 
 from __future__ import annotations
 
+import functools
 import gc
 import os
 import pickle
@@ -122,8 +123,12 @@ def _memory_limit_bytes() -> int | None:
 def live_budget_mb(configured: int | None) -> float:
     """``detect.live_cache_mb`` as a number: null = half the available memory per CPU (each CPU
     can run one Python worker, and each keeps its own cores), at least 256 MiB."""
-    if configured is not None:
-        return float(configured)
+    return float(configured) if configured is not None else _auto_budget_mb()
+
+
+@functools.cache
+def _auto_budget_mb() -> float:
+    """Once per worker process: the machine it runs on does not change."""
     limit = _memory_limit_bytes()
     if limit is None:
         return 2048.0
@@ -189,7 +194,6 @@ def make_state_fn(
     bounds the live cores a worker keeps between batches (``live_budget_mb``, computed in the
     worker: on a cluster its machine is not the driver's).
     """
-    budget: list[float] = []
     n_det = len(detectors)
     tags = np.array([d.tag for d in detectors], dtype=object)
     # live cores are reused only by the same detector configuration of the same query (two queries
@@ -252,9 +256,7 @@ def make_state_fn(
             live[k] = c
         token = os.urandom(16)
         state.update((dump_bucket(series, buckets, token),))
-        if not budget:
-            budget.append(live_budget_mb(live_cache_mb))
-        _keep_live((ident, key), (token, live, now), budget[0])
+        _keep_live((ident, key), (token, live, now), live_budget_mb(live_cache_mb))
         state.setTimeoutDuration(timeout_ms)
         counts = np.diff(starts)
         sid = np.repeat(np.array([k[0] for k in keys], dtype=object), counts)

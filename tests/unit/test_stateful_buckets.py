@@ -324,11 +324,20 @@ def test_budget_zero_keeps_no_cores_and_gives_the_same_numbers(monkeypatch):
     assert (a.reason == b.reason).all()
 
 
-def test_live_budget_default_and_validation():
+def test_live_budget_default_and_validation(monkeypatch):
     assert stateful.live_budget_mb(0) == 0 and stateful.live_budget_mb(700) == 700
-    assert stateful.live_budget_mb(None) >= 256
-    rss = stateful.rss_mb()
-    assert rss is None or rss > 10  # this test process holds numpy and pandas
+    # null: half the memory limit per CPU, at least 256 MiB, 2 GiB when no limit can be read
+    monkeypatch.setattr(stateful.os, "cpu_count", lambda: 4)
+    for limit, want in ((8 << 30, 1024.0), (1 << 30, 256.0), (None, 2048.0)):
+        monkeypatch.setattr(stateful, "_memory_limit_bytes", lambda limit=limit: limit)
+        stateful._auto_budget_mb.cache_clear()
+        assert stateful.live_budget_mb(None) == want
+    stateful._auto_budget_mb.cache_clear()
+    if stateful.rss_mb() is not None:  # Linux: the reading follows what this process touches
+        before = stateful.rss_mb()
+        block = np.ones(64 << 17)  # 64 MiB, written
+        assert stateful.rss_mb() - before > 48
+        del block
     assert load_config(overrides=["detect.live_cache_mb=512"]).detect.live_cache_mb == 512
     assert load_config().detect.live_cache_mb is None
     for bad in ("-1", "1.5", "1g", "true"):

@@ -141,7 +141,7 @@ class _SensorFacts(dict):
     """Sensor mask -> its sorted sensor facts (bit i set = fact i, a tuple), filled on demand."""
 
     def __missing__(self, mask: int) -> tuple[int, ...]:
-        facts = self[mask] = tuple(i for i in range(mask.bit_length()) if mask >> i & 1)
+        facts = self[mask] = tuple(_bits_of(mask))
         return facts
 
 

@@ -35,8 +35,13 @@ class Replay:
 
 
 def prior_from_probation(values: np.ndarray) -> SeriesPrior | None:
-    """(n, mean, M2, min, max) over the probationary rows: the model a train job would hold."""
-    head = np.asarray(values[: probation_length(len(values))], dtype=float)
+    """The model a train job would hold after the probationary rows."""
+    return prior_of(values[: probation_length(len(values))])
+
+
+def prior_of(values: np.ndarray) -> SeriesPrior | None:
+    """(n, mean, M2, min, max) over the finite ``values``: the model a train job would hold."""
+    head = np.asarray(values, dtype=float)
     head = head[np.isfinite(head)]
     if head.size == 0:
         return None
