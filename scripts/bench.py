@@ -32,10 +32,13 @@ from spark_anomaly.bench_merge import merge  # noqa: E402
 from spark_anomaly.config import load_config  # noqa: E402
 from spark_anomaly.session import build_spark  # noqa: E402
 
-# Stateful catch-up batches: 8 per run (the median then excludes the first: JIT, Python worker
-# start-up). Each batch pays a fixed cost (state store commit, Delta commit): ema over 2M events ran
-# at 50k events/s in 100k-event batches and 78k in 250k ones, at half the CPU.
-STATEFUL_BATCHES_PER_RUN = 8
+# Stateful catch-up runs in the job's own catch-up batches (`kafka.max_offsets_per_trigger`, 1M
+# records in conf/local.yaml), cut to a third of the run so the median is a batch that is neither
+# the first (JIT, Python worker start-up) nor the last. Each batch pays a cost per bucket and per
+# series (state store commit, cad's state dump and, on the other Python worker, its restore), so a
+# harness with smaller batches than the job understates it: cad over 2M events ran at 5.8k events/s
+# (median batch; 413 s wall) in 250k-event batches and at 8.7k (238 s) in 1M ones.
+STATEFUL_MIN_BATCHES = 3
 
 
 # --only names whose rows are a family of keys: a re-run replaces the whole family
@@ -224,7 +227,10 @@ def main() -> int:
     if want("stateful"):
         for d in stateful_dets:
             c = cfg_for(f"stateful-{d}", "bench-stateful")
-            c.kafka.max_offsets_per_trigger = sizes["stateful_events"] // STATEFUL_BATCHES_PER_RUN
+            c.kafka.max_offsets_per_trigger = min(
+                c.kafka.max_offsets_per_trigger or sizes["stateful_events"],
+                sizes["stateful_events"] // STATEFUL_MIN_BATCHES,
+            )
             res[d] = B.timed_stream(
                 f"detect stateful {d} → Delta",
                 sizes["stateful_events"],

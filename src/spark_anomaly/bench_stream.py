@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from . import kafka_admin
-from .benchmark import Result, _progress_stats, descendants, load1, timed_stream, tree_cpu_s
+from .benchmark import Result, TreeCpu, _progress_stats, descendants, load1, timed_stream
 
 SRC = str(Path(__file__).resolve().parent.parent)
 
@@ -201,14 +201,14 @@ def steady_run(
         warm.communicate(timeout=warmup_s * 1.5 + 60)
         _wait_caught_up(jobs.queries, bootstrap, topic, timeout_s=120)
         since_ms = time.time() * 1000
-        c0, t0 = tree_cpu_s(), time.perf_counter()
-        with Sampler(sample_every, probes) as sampler:
+        t0 = time.perf_counter()
+        with TreeCpu() as cpu_meter, Sampler(sample_every, probes) as sampler:
             prod = start_producer(bootstrap, topic, rate, seconds, sensors)
             out, err = prod.communicate(timeout=seconds * 1.5 + 60)
             if prod.returncode != 0:
                 raise RuntimeError(f"producer failed: {err.strip()[-500:]}")
             caught_up = _wait_caught_up(jobs.queries, bootstrap, topic, timeout_s=max(60.0, seconds * 2))
-        wall, cpu = time.perf_counter() - t0, tree_cpu_s() - c0
+        wall, cpu = time.perf_counter() - t0, cpu_meter.seconds
         progress = [[p for p in q.recentProgress if p["timestamp"] >= _iso(since_ms)] for q in jobs.queries]
     finally:
         jobs.stop()

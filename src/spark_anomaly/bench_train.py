@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .benchmark import Result, load1, tree_cpu_s
+from .benchmark import Result, TreeCpu, load1
 
 START_TS = 1_536_710_400_000
 SETTLE_S = 3.0  # pause after an append before the next measured run
@@ -68,13 +68,15 @@ def timed_train(spark, cfg, mode: str, name: str, extra: dict[str, Any] | None =
     sc = spark.sparkContext
     group = f"bench-train-{time.monotonic_ns()}"
     sc.setJobGroup(group, name)
-    lb, c0 = load1(), tree_cpu_s()
+    lb = load1()
+    meter = TreeCpu()
     t0 = time.perf_counter()
     try:
-        res = train.run(spark, cfg, mode)
+        with meter:
+            res = train.run(spark, cfg, mode)
     finally:
         wall = time.perf_counter() - t0
-        cpu = tree_cpu_s() - c0
+        cpu = meter.seconds
         jobs = len(sc.statusTracker().getJobIdsForGroup(group))
         sc.setLocalProperty("spark.jobGroup.id", None)
         sc.setLocalProperty("spark.job.description", None)
