@@ -84,6 +84,7 @@ class TreeCpu:
     def __init__(self, interval: float = 0.5, root: int | None = None) -> None:
         self.interval = interval
         self.root = root or os.getpid()
+        self._tick = os.sysconf("SC_CLK_TCK")
         self.seconds = 0.0
         self._base: dict[int, float] = {}
         self._last: dict[int, float] = {}
@@ -91,11 +92,10 @@ class TreeCpu:
         self._thread = threading.Thread(target=self._run, name="tree-cpu", daemon=True)
 
     def _sample(self) -> dict[int, float]:
-        tick = os.sysconf("SC_CLK_TCK")
         pids, stats = descendants(self.root)
         # after the command: state ppid ... utime(14) stime(15), 1-based overall
         return {
-            pid: (int(stats[pid][11]) + int(stats[pid][12])) / tick
+            pid: (int(stats[pid][11]) + int(stats[pid][12])) / self._tick
             for pid in [self.root, *pids]
             if pid in stats
         }

@@ -45,14 +45,11 @@ def test_counts_a_child_that_ended_inside_the_block():
 
 
 def test_leaves_out_cpu_used_before_the_block():
-    child = subprocess.Popen([sys.executable, "-c", BURN + "\ntime.sleep(30)", "0.5"])
+    # the child says when it has burnt its CPU, then only sleeps
+    script = BURN + "\nprint('burnt', flush=True)\ntime.sleep(30)"
+    child = subprocess.Popen([sys.executable, "-c", script, "0.5"], stdout=subprocess.PIPE, text=True)
     try:
-        while True:  # until the child has burnt its CPU and sleeps
-            with open(f"/proc/{child.pid}/stat") as fh:
-                fields = fh.read().rsplit(")", 1)[1].split()
-            if fields[0] == "S" and int(fields[11]) + int(fields[12]) > 0:
-                break
-            time.sleep(0.05)
+        assert child.stdout.readline().strip() == "burnt"
         with TreeCpu(interval=0.02) as meter:
             time.sleep(0.2)
         assert meter.seconds < 0.25
