@@ -266,14 +266,29 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
         raise ConfigError(f"{where or 'config'}: {exc}") from None
 
 
-def _set_path(data: dict[str, Any], dotted: str, raw: str) -> None:
-    keys = dotted.split(".")
+# Sections whose keys are themselves dotted names (Spark settings, Kafka client options): an
+# override names one key of them with everything after the section, e.g.
+# ``spark.conf.spark.sql.shuffle.partitions=4`` or ``kafka.options.kafka.security.protocol=SSL``.
+_FREE_FORM = ("spark.conf.", "kafka.options.")
+
+
+def _section(data: dict[str, Any], keys: list[str], dotted: str) -> dict[str, Any]:
     node = data
-    for k in keys[:-1]:
+    for k in keys:
         node = node.setdefault(k, {})
         if not isinstance(node, dict):
             raise ConfigError(f"override {dotted}: {k} is not a section")
-    node[keys[-1]] = yaml.safe_load(raw) if raw != "" else ""
+    return node
+
+
+def _set_path(data: dict[str, Any], dotted: str, raw: str) -> None:
+    for prefix in _FREE_FORM:
+        if dotted.startswith(prefix) and len(dotted) > len(prefix):
+            # values stay strings there, as Spark and the Kafka client read them
+            _section(data, prefix.rstrip(".").split("."), dotted)[dotted[len(prefix) :]] = raw
+            return
+    *path, last = dotted.split(".")
+    _section(data, path, dotted)[last] = yaml.safe_load(raw) if raw != "" else ""
 
 
 def load_config(path: str | os.PathLike[str] | None = None, overrides: list[str] | None = None) -> AppConfig:

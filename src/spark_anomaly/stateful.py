@@ -135,6 +135,17 @@ def _auto_budget_mb() -> float:
     return max(256.0, limit / 2 / (os.cpu_count() or 1) / 2**20)
 
 
+def _take_live(entry: tuple[str, tuple]) -> tuple[bytes, dict | None]:
+    """The live cores kept for ``entry`` and their state token, taken out of this worker's cache.
+
+    A module function on purpose: Spark ships the group function with cloudpickle, which copies
+    the module globals a closure names, so a closure reading ``_LIVE`` itself would look into a
+    fresh, empty copy in every task and never find the cores ``_keep_live`` kept.
+    """
+    token, live, _ = _LIVE.pop(entry, (b"", None, 0))
+    return token, live
+
+
 def _keep_live(entry: tuple[str, tuple], value: tuple, budget_mb: float) -> None:
     """Keep a bucket's live cores, then drop others while this worker's RSS is over the budget.
 
@@ -231,7 +242,7 @@ def make_state_fn(
         now = state.getCurrentProcessingTimeMs()
         saved = _load(state.get[0], buckets) if state.exists else {"series": {}, "token": b""}
         series = {k: v for k, v in saved["series"].items() if now - v[0] < timeout_ms}
-        token, live, _ = _LIVE.pop((ident, key), (b"", None, 0))
+        token, live = _take_live((ident, key))
         live = {k: live[k] for k in series if k in live} if live and token == saved["token"] else {}
         # One lexsort: series by series, each in arrival (partition, offset) order.
         s_codes, s_uni = pd.factorize(pdf["sensor_id"], use_na_sentinel=False)

@@ -20,6 +20,20 @@ def test_overrides_are_typed():
     assert cfg.detect.output == "anomalies"
 
 
+def test_overrides_reach_one_dotted_key_of_spark_conf_and_kafka_options():
+    cfg = load_config(
+        overrides=[
+            "spark.conf.spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled=false",
+            "spark.conf.spark.executor.memory=3g",
+            "kafka.options.kafka.security.protocol=SSL",
+        ]
+    )
+    assert cfg.spark.conf["spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled"] == "false"
+    assert cfg.spark.conf["spark.executor.memory"] == "3g"
+    assert cfg.spark.conf["spark.sql.adaptive.enabled"] == "true"  # the file's other keys stay
+    assert cfg.kafka.options == {"kafka.security.protocol": "SSL"}
+
+
 @pytest.mark.parametrize(
     "override, message",
     [

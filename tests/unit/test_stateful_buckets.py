@@ -131,6 +131,35 @@ def test_live_cores_give_the_numbers_of_restored_state(name):
     }
 
 
+def test_live_cores_are_found_again_by_the_function_as_spark_ships_it(monkeypatch):
+    """Spark sends the group function to its Python workers with cloudpickle, which copies the
+    module globals a closure names into the copy. The live cores must be kept where the next call
+    of the same (unpickled) function finds them: the second batch of a bucket restores nothing."""
+    from collections import OrderedDict
+
+    from pyspark import cloudpickle
+
+    from spark_anomaly.detectors.cad import CadDetector
+
+    monkeypatch.setattr(stateful, "_LIVE", OrderedDict())
+    restores = []
+    set_state = CadDetector.set_state
+    monkeypatch.setattr(CadDetector, "set_state", lambda self, st: restores.append(1) or set_state(self, st))
+    shipped = cloudpickle.dumps(stateful.make_state_fn(bind([DetectorSpec("cad", {})]), HOUR, 3))
+    states: dict = {}
+    rng = np.random.default_rng(8)
+    for i in range(3):
+        df = _readings(4, 10, seed=i, offset0=10_000 * i)
+        df = df.assign(n=100, mean=30.0, m2=9900.0, min=15.0, max=45.0, model_version=3)
+        _run(cloudpickle.loads(shipped), df, states, 3, 1000 * i, rng)  # a task: a fresh copy
+    # one live set per bucket that had readings, in the worker's module
+    assert len(stateful._LIVE) == len(set(_bucket(df, 3))) > 0
+    assert restores == []  # every batch after the first found its cores live
+    stateful._LIVE.clear()  # a worker without them (the other one, or after a drop) restores
+    _run(cloudpickle.loads(shipped), df.assign(source_offset=df.source_offset + 500), states, 3, 4000, rng)
+    assert len(restores) == 8
+
+
 def test_prior_reaches_each_series():
     fn = stateful.make_state_fn(bind([DetectorSpec("normal", {})]), HOUR, 3)
     df = _readings(4, 5, seed=3)
