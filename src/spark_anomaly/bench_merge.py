@@ -19,6 +19,7 @@ def run_record(meta: dict[str, Any], keys: list[str]) -> dict[str, Any]:
         "date": meta["date"],
         "total_s": meta["total_s"],
         "complete": meta.get("complete", True),
+        "cpu": (meta.get("machine") or {}).get("cpu"),
         "keys": list(keys),
     }
 
@@ -71,8 +72,12 @@ def command_line(meta: dict[str, Any]) -> str:
                 else " so far (**partial run**: the figures below are all it got to)."
             )
         )
+    # Rows of runs on different processors are not comparable by wall rate: name each run's
+    # (the same cloud machine type is not always the same processor from one day to the next).
+    cpus = {r.get("cpu") for r in runs}
     parts = [
         f"`{r['command']}` ({r['mode']} mode), run {r['date']}"
+        + ("" if len(cpus) == 1 else f" on {r.get('cpu') or 'a processor not recorded'}")
         + ("" if r.get("total_s") is None else f", total {r['total_s']:.0f} s")
         + ("" if r.get("complete", True) else " (**partial run**)")
         + ": "

@@ -486,7 +486,8 @@ def render(meta: dict[str, Any], results: dict[str, dict]) -> str:
         "",
         command_line(meta),
         "",
-        f"Machine: {m['nproc']} cores ({m['cpu']}), {m['memory_gib']} GiB, Linux {m['kernel']}; "
+        f"Machine{' of the newest run' if len(meta.get('runs') or []) > 1 else ''}: "
+        f"{m['nproc']} cores ({m['cpu']}), {m['memory_gib']} GiB, Linux {m['kernel']}; "
         f"Python {m['python']}, PySpark {m['pyspark']} (`local[2]`, driver 2g), {m['java']}, "
         f"{m['delta']}, broker {m['kafka_broker']} (KRaft, one node, loopback). "
         "The machine may be shared with other jobs, so every figure carries the 1-minute load average "

@@ -57,3 +57,17 @@ def test_a_run_left_with_no_rows_is_dropped_and_groups_replace_whole_families() 
         ("d1", ["noop"]),
         ("d3", ["zscore", "train-inc-10M-5M"]),
     ]
+
+
+def test_runs_on_different_processors_name_theirs() -> None:
+    def on(cpu: str | None, command: str, date: str) -> dict:
+        return {**_meta(command, date), **({"machine": {"cpu": cpu}} if cpu else {})}
+
+    recorded = {"meta": on(None, "make bench", "d1"), "results": {"noop": _row("noop", 1.0)}}
+    meta, _ = merge(recorded, on("AMD EPYC", "make bench --only cad", "d2"), {"cad": _row("cad", 3.0)})
+    line = command_line(meta)
+    assert "run d1 on a processor not recorded, total 60 s: `noop`" in line
+    assert "run d2 on AMD EPYC, total 60 s: `cad`" in line
+    same = {"meta": on("AMD EPYC", "make bench", "d1"), "results": {"noop": _row("noop", 1.0)}}
+    meta, _ = merge(same, on("AMD EPYC", "make bench --only cad", "d2"), {"cad": _row("cad", 3.0)})
+    assert " on " not in command_line(meta)  # one processor: the Machine line says it
