@@ -145,7 +145,9 @@ def test_live_cores_are_found_again_by_the_function_as_spark_ships_it(monkeypatc
     restores = []
     set_state = CadDetector.set_state
     monkeypatch.setattr(CadDetector, "set_state", lambda self, st: restores.append(1) or set_state(self, st))
-    shipped = cloudpickle.dumps(stateful.make_state_fn(bind([DetectorSpec("cad", {})]), HOUR, 3))
+    # a budget no test process reaches: only where the cores are kept is under test here
+    fn = stateful.make_state_fn(bind([DetectorSpec("cad", {})]), HOUR, 3, live_cache_mb=1 << 20)
+    shipped = cloudpickle.dumps(fn)
     states: dict = {}
     rng = np.random.default_rng(8)
     for i in range(3):
