@@ -266,12 +266,6 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
         raise ConfigError(f"{where or 'config'}: {exc}") from None
 
 
-# Sections whose keys are themselves dotted names (Spark settings, Kafka client options): an
-# override names one key of them with everything after the section, e.g.
-# ``spark.conf.spark.sql.shuffle.partitions=4`` or ``kafka.options.kafka.security.protocol=SSL``.
-_FREE_FORM = ("spark.conf.", "kafka.options.")
-
-
 def _section(data: dict[str, Any], keys: list[str], dotted: str) -> dict[str, Any]:
     node = data
     for k in keys:
@@ -282,13 +276,18 @@ def _section(data: dict[str, Any], keys: list[str], dotted: str) -> dict[str, An
 
 
 def _set_path(data: dict[str, Any], dotted: str, raw: str) -> None:
-    for prefix in _FREE_FORM:
-        if dotted.startswith(prefix) and len(dotted) > len(prefix):
-            # values stay strings there, as Spark and the Kafka client read them
-            _section(data, prefix.rstrip(".").split("."), dotted)[dotted[len(prefix) :]] = raw
+    """Split ``dotted`` at its dots down the schema; once it reaches a mapping field (``spark.conf``,
+    ``kafka.options``), the rest is one key, dots included (``spark.conf.spark.sql.x=4``)."""
+    keys = dotted.split(".")
+    tp: Any = AppConfig
+    for i in range(len(keys) - 1):
+        tp = typing.get_type_hints(tp).get(keys[i]) if dataclasses.is_dataclass(tp) else None
+        if typing.get_origin(tp) is dict:
+            # string-valued settings stay as written ("false", not YAML's False turned "False")
+            value = raw if typing.get_args(tp)[1] is str else yaml.safe_load(raw)
+            _section(data, keys[: i + 1], dotted)[".".join(keys[i + 1 :])] = value
             return
-    *path, last = dotted.split(".")
-    _section(data, path, dotted)[last] = yaml.safe_load(raw) if raw != "" else ""
+    _section(data, keys[:-1], dotted)[keys[-1]] = yaml.safe_load(raw) if raw != "" else ""
 
 
 def load_config(path: str | os.PathLike[str] | None = None, overrides: list[str] | None = None) -> AppConfig:

@@ -135,15 +135,16 @@ def _auto_budget_mb() -> float:
     return max(256.0, limit / 2 / (os.cpu_count() or 1) / 2**20)
 
 
-def _take_live(entry: tuple[str, tuple]) -> tuple[bytes, dict | None]:
-    """The live cores kept for ``entry`` and their state token, taken out of this worker's cache.
+def _take_live(entry: tuple[str, tuple], token: bytes) -> dict:
+    """The live cores kept for ``entry``, taken out of this worker's cache; empty unless they are
+    at the state carrying ``token`` (else another worker, or a retried batch, moved on from them).
 
     A module function on purpose: Spark ships the group function with cloudpickle, which copies
     the module globals a closure names, so a closure reading ``_LIVE`` itself would look into a
     fresh, empty copy in every task and never find the cores ``_keep_live`` kept.
     """
-    token, live, _ = _LIVE.pop(entry, (b"", None, 0))
-    return token, live
+    kept, live, _ = _LIVE.pop(entry, (b"", None, 0))
+    return live if live and kept == token else {}
 
 
 def _keep_live(entry: tuple[str, tuple], value: tuple, budget_mb: float) -> None:
@@ -242,8 +243,8 @@ def make_state_fn(
         now = state.getCurrentProcessingTimeMs()
         saved = _load(state.get[0], buckets) if state.exists else {"series": {}, "token": b""}
         series = {k: v for k, v in saved["series"].items() if now - v[0] < timeout_ms}
-        token, live = _take_live((ident, key))
-        live = {k: live[k] for k in series if k in live} if live and token == saved["token"] else {}
+        live = _take_live((ident, key), saved["token"])
+        live = {k: live[k] for k in series if k in live}
         # One lexsort: series by series, each in arrival (partition, offset) order.
         s_codes, s_uni = pd.factorize(pdf["sensor_id"], use_na_sentinel=False)
         m_codes, m_uni = pd.factorize(pdf["metric"], use_na_sentinel=False)
