@@ -245,7 +245,7 @@ def main() -> int:
         res.update(BT.run_all(spark, cfg, work, more["train_sizes"], more["train_new"], more["pandas_max"]))
         save()
     if want("state"):
-        res["state"] = B.Result("pickled detector state per series", 0, 0.0, extra=BS.state_bytes())
+        res["state"] = B.Result("pickled detector state per series", 0, 0.0, extra=BS.state_bytes(B.STATEFUL))
         print("state", res["state"].extra, flush=True)
         save()
     if want("latency"):

@@ -31,10 +31,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from spark_anomaly.detector_specs import resolve
 from spark_anomaly.evaluation import replica, selection
 from spark_anomaly.evaluation.nab_data import load_windows, read_series, resolve_files, split_files
 from spark_anomaly.evaluation.runner import prior_from_probation
-from spark_anomaly.evaluation.specs import resolve
 
 DATA_ENV = "SPARK_ANOMALY_NAB_DATA"
 OUT = Path("var/quality")

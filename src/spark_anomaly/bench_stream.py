@@ -21,6 +21,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -408,8 +409,10 @@ def scale(spark, cfg, bootstrap: str, series: int, events: int) -> Result:
     return r
 
 
-def state_bytes(readings: int = 2_000, seed: int = 3) -> dict[str, dict[str, float]]:
-    """Pickled ``get_state()`` size of each stateful core after ``readings`` readings of one series."""
+def state_bytes(names: Sequence[str], readings: int = 2_000, seed: int = 3) -> dict[str, dict[str, float]]:
+    """Pickled ``get_state()`` size of each stateful core (a registry name or a named
+    configuration) after ``readings`` readings of one series."""
+    from .detector_specs import registry_params
     from .detectors import registry
     from .detectors.base import SeriesPrior
 
@@ -418,8 +421,8 @@ def state_bytes(readings: int = 2_000, seed: int = 3) -> dict[str, dict[str, flo
     ts = 1_536_710_400_000 + np.arange(readings, dtype=np.int64) * 60_000
     prior = SeriesPrior(n=10_000, mean=20.0, m2=4.0 * 9_999, min=10.0, max=30.0)
     out = {}
-    for name in ("ema", "robust", "normal", "kmeans", "cad"):
-        core = registry.build(name, {}, prior)
+    for name in names:
+        core = registry.build(*registry_params(name), prior)
         core.process(x, ts)
         blob = pickle.dumps(core.get_state(), protocol=pickle.HIGHEST_PROTOCOL)
         out[name] = {"bytes_per_series": len(blob), "readings_seen": readings}

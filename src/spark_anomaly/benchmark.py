@@ -36,7 +36,8 @@ from .bench_merge import command_line
 QUICK = {"events": 1_000_000, "stateful_events": 400_000}
 FULL = {"events": 5_000_000, "stateful_events": 3_000_000}
 SENSORS = 10_000
-STATEFUL = ("ema", "robust", "normal", "kmeans", "cad")
+# the seed detectors with state, and the product's recommended configuration (issue 4's best)
+STATEFUL = ("ema", "robust", "normal", "kmeans", "cad", "recommended")
 
 
 def load1() -> float:

@@ -30,6 +30,7 @@ from .latest_model import LatestModel
 from .log_checkpoints import LogCheckpointer
 from .results import RESULT_SCHEMA, conform
 from .scoring import zscore_columns
+from .series_runner import bind
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +81,8 @@ def validate(cfg: AppConfig) -> None:
             raise ConfigError("detect.aggregation.table must differ from detect.sink_table/dead_letter_table")
     for i, spec in enumerate(cfg.detect.detectors):
         try:
-            registry.make_config(spec.name, spec.params)
-        except (ValueError, TypeError) as exc:
+            bind([spec])
+        except (ValueError, TypeError, OSError) as exc:
             raise ConfigError(f"detect.detectors[{i}] ({spec.name}): {exc}") from None
 
 

@@ -7,10 +7,13 @@ Arrival order is (source_partition, source_offset) when present, else ``ts``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pandas as pd
 from pyspark.sql import DataFrame
 
 from .config import DetectorSpec
+from .detectors import SeriesPrior
 from .results import RESULT_FIELDS, RESULT_SCHEMA
 from .series_runner import bind, run_series
 
@@ -20,9 +23,9 @@ def _order(pdf: pd.DataFrame) -> list[str]:
     return cols or ["ts"]
 
 
-def _frames(pdf: pd.DataFrame, detectors) -> list[pd.DataFrame]:
+def _frames(pdf: pd.DataFrame, detectors, prior: SeriesPrior | None = None) -> list[pd.DataFrame]:
     pdf = pdf.sort_values(_order(pdf), kind="stable", ignore_index=True)
-    results, _ = run_series(detectors, pdf["value"].to_numpy(float), pdf["ts"].to_numpy("int64"), None)
+    results, _ = run_series(detectors, pdf["value"].to_numpy(float), pdf["ts"].to_numpy("int64"), None, prior)
     out = []
     for tag, frame in results:
         f = frame.copy()
@@ -35,11 +38,22 @@ def _frames(pdf: pd.DataFrame, detectors) -> list[pd.DataFrame]:
     return out
 
 
-def replay_pandas(readings: pd.DataFrame, specs: list[DetectorSpec]) -> pd.DataFrame:
-    """Readings (sensor_id, metric, ts, value[, source_partition, source_offset]) -> results."""
+def replay_pandas(
+    readings: pd.DataFrame,
+    specs: list[DetectorSpec],
+    priors: Mapping[tuple[str, str], SeriesPrior] | None = None,
+) -> pd.DataFrame:
+    """Readings (sensor_id, metric, ts, value[, source_partition, source_offset]) -> results.
+
+    ``priors``: the trained model row per (sensor_id, metric), as the stream joins it in for the
+    detectors that use one; a series without one is replayed without, as the stream does.
+    """
     detectors = bind(specs)
+    priors = priors or {}
     frames = [
-        f for _, g in readings.groupby(["sensor_id", "metric"], sort=True) for f in _frames(g, detectors)
+        f
+        for key, g in readings.groupby(["sensor_id", "metric"], sort=True)
+        for f in _frames(g, detectors, priors.get(key))
     ]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=RESULT_FIELDS)
 

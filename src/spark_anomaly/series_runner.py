@@ -14,13 +14,14 @@ import numpy as np
 import pandas as pd
 
 from .config import DetectorSpec
+from .detector_specs import registry_params
 from .detectors import RESULT_COLUMNS, Detector, SeriesPrior, registry
-from .detectors.base import Step, empty_results, result_columns
+from .detectors.base import Step, result_columns
 
 
 @dataclass(frozen=True)
 class BoundDetector:
-    """A configured detector: output tag, registry name and validated config."""
+    """A configured detector: output tag (the entry's name), registry name and validated config."""
 
     tag: str
     name: str
@@ -28,13 +29,18 @@ class BoundDetector:
 
 
 def bind(specs: list[DetectorSpec]) -> list[BoundDetector]:
-    """Validated configs, tagged by name (``name#2`` when a name repeats)."""
+    """Validated configs, tagged by name (``name#2`` when a name repeats).
+
+    A name may be a named configuration (``recommended``): it is read here, on the driver, and
+    the workers get the config it builds; its rows are tagged with that name.
+    """
     seen: dict[str, int] = {}
     out = []
     for spec in specs:
         seen[spec.name] = seen.get(spec.name, 0) + 1
         tag = spec.name if seen[spec.name] == 1 else f"{spec.name}#{seen[spec.name]}"
-        out.append(BoundDetector(tag, spec.name, registry.make_config(spec.name, spec.params)))
+        name, params = registry_params(spec.name, spec.params)
+        out.append(BoundDetector(tag, name, registry.make_config(name, params)))
     return out
 
 
@@ -69,7 +75,7 @@ def run_batch(
         cls = registry.detector_class(d.name)
         fast = getattr(cls, "process_rows", None) is not None
         rows: list[Step] = []
-        frames: list[pd.DataFrame] = []
+        parts: list[dict[str, np.ndarray]] = []
         tag, config = d.tag, d.config
         for i in range(n_series):
             lo, hi = bounds[i], bounds[i + 1]
@@ -82,13 +88,14 @@ def run_batch(
             if fast:
                 rows.extend(core.process_rows(vals[lo:hi], tss[lo:hi]))
             else:
-                frames.append(core.process(vals[lo:hi], tss[lo:hi]))
+                parts.append(core.process_columns(vals[lo:hi], tss[lo:hi]))
             st[tag] = core.get_state()
         if fast:
             out[tag] = result_columns(rows)
+        elif parts:
+            out[tag] = {c: np.concatenate([p[c] for p in parts]) for c in RESULT_COLUMNS}
         else:
-            frame = pd.concat(frames, ignore_index=True) if frames else empty_results(0)
-            out[tag] = {c: frame[c].to_numpy() for c in RESULT_COLUMNS}
+            out[tag] = result_columns([])
     return out, new_states, live
 
 

@@ -10,10 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from spark_anomaly import detect, replay, stateful
+from spark_anomaly import detect, model_store, replay, stateful, train
 from spark_anomaly.config import DetectorSpec
+from spark_anomaly.detectors import SeriesPrior
 
-from .helpers import config, new_topic, produce, read_table, reading, run_available_now
+from .helpers import config, new_topic, produce, read_table, reading, run_available_now, write_history
 
 pytestmark = pytest.mark.integration
 
@@ -133,3 +134,57 @@ def test_silent_series_expire_from_the_bucket_state(spark, kafka_bootstrap, tmp_
     assert len(state) == 1
     series = stateful.load_bucket(bytes(state[0]["value"]["groupState"]["blob"]), 1)
     assert sorted(series) == [("s1", "hum"), ("s1", "temp")]
+
+
+def _steady(start: int, count: int, spike_at: int | None = None) -> list[tuple[str, str]]:
+    """Two sensors alternating like the trained history (temp 20 +/- 1, hum 40 +/- 2), a little
+    noise; at record ``spike_at`` s0's temp jumps by 15."""
+    rng = np.random.default_rng(start)
+    out = []
+    for i in range(start, start + count):
+        sid, sign = f"s{i % 2}", 1 if (i // 2) % 2 else -1
+        temp = 20 + sign * 0.9 + rng.normal(0, 0.02) + (15 if i == spike_at else 0)
+        out.append((sid, reading(sid, 1_000 * i, temp, 40 + sign * 1.8 + rng.normal(0, 0.05))))
+    return out
+
+
+def test_recommended_configuration_by_name_runs_in_the_stream_as_evaluated(spark, kafka_bootstrap, tmp_path):
+    """``{name: recommended}`` in detect.detectors: the named configuration the evaluate job
+    scores runs in the stream, tagged with its name, with the trained model as its prior; across
+    a restart its rows equal a replay with the same priors, and the one spike is its one alarm."""
+    topic = new_topic(kafka_bootstrap)
+    cfg, _ = config(tmp_path, kafka_bootstrap, topic, "detect.detectors=[{name: recommended}]")
+    write_history(tmp_path / "history", sensors=2, count=300)
+    version = train.run(spark, cfg, "full").version
+    spike = 2 * 400  # s0's 401st reading, past the calibration's 30 + 100 readings
+    produce(kafka_bootstrap, topic, _steady(0, 600, spike))
+    run_available_now(spark, cfg)
+    produce(kafka_bootstrap, topic, _steady(600, 600, spike))
+    run_available_now(spark, cfg)
+
+    got = _scored(spark, tmp_path)
+    assert set(got["detector"]) == {"recommended"}
+    assert len(got) == 1200 * 2
+    assert not got.duplicated(["source_partition", "source_offset", "metric"]).any()
+
+    model = model_store.read_version(spark, str(tmp_path / "model"), version).toPandas()
+    priors = {
+        (r.sensor_id, r.metric): SeriesPrior(int(r.n), r.mean, r.m2, r["min"], r["max"], version)
+        for _, r in model.iterrows()
+    }
+    readings = got[["sensor_id", "metric", "ts", "value", "source_partition", "source_offset"]]
+    want = replay.replay_pandas(readings, [DetectorSpec("recommended", {})], priors)
+    merged = got.merge(want, on=["detector", "sensor_id", "metric", "ts"], suffixes=("", "_replay"))
+    assert len(merged) == len(got)
+    for col in ("score", "lower", "upper", "probability"):
+        np.testing.assert_array_equal(merged[col].to_numpy(float), merged[f"{col}_replay"].to_numpy(float))
+    assert (merged["reason"] == merged["reason_replay"]).all()
+    # without the trained prior the record member would still be learning its range at the spike
+    no_prior = replay.replay_pandas(readings, [DetectorSpec("recommended", {})])
+    assert not np.array_equal(
+        no_prior.sort_values(["sensor_id", "metric", "ts"])["score"].to_numpy(float),
+        want.sort_values(["sensor_id", "metric", "ts"])["score"].to_numpy(float),
+    )
+    alarms = got[got.is_anomaly]
+    assert alarms[["sensor_id", "metric", "ts"]].values.tolist() == [["s0", "temp", 1_000 * spike]]
+    assert alarms["score"].tolist() == [1.0]

@@ -11,29 +11,77 @@ X[900] += 15.0
 TS = np.arange(1200, dtype=np.int64) * 60_000
 
 CAL = {"detector": "normal", "raw": "band", "short_window": 1, "history": 500, "min_history": 50}
+# a short mean over 30 raws, a history that wraps twice, and raws the inner core cannot give (NaN)
+CAL30 = {"detector": "ema", "raw": "band", "short_window": 30, "history": 300, "min_history": 40}
 CONFIGS = {
-    "calibrated": CAL,
-    "ensemble": {
-        "members": [
-            {"detector": "calibrated", "params": CAL},
-            {"detector": "robust", "params": {"window": 50}},
-        ]
-    },
-    "suppression": {"detector": "calibrated", "params": CAL, "threshold": 0.5, "rows": 100},
+    "calibrated": ("calibrated", CAL),
+    "calibrated-30": ("calibrated", CAL30),
+    "ensemble": (
+        "ensemble",
+        {
+            "members": [
+                {"detector": "calibrated", "params": CAL},
+                {"detector": "robust", "params": {"window": 50}},
+            ]
+        },
+    ),
+    "ensemble-calibrated": (
+        "ensemble",
+        {"members": [{"detector": "calibrated", "params": CAL30}, {"detector": "calibrated", "params": CAL}]},
+    ),
+    "ensemble-mean": (
+        "ensemble",
+        {"members": [{"detector": "calibrated", "params": CAL30}, "normal"], "combine": "mean"},
+    ),
+    "suppression": ("suppression", {"detector": "calibrated", "params": CAL, "threshold": 0.5, "rows": 100}),
+    "suppression-ms": (
+        "suppression",
+        {
+            "detector": "calibrated",
+            "params": CAL,
+            "threshold": 0.5,
+            "rows": 5,
+            "ms": 40 * 60_000,
+            "alarm_score": 1.0,
+        },
+    ),
 }
+WITH_GAPS = X.copy()
+WITH_GAPS[[3, 150, 151, 699, 700, 1000]] = np.nan
+# spikes at the edges of the silences: 100 / 101 rows apart (rows=100), 39 / 40 readings apart (ms)
+SPIKY = X.copy()
+SPIKY[[300, 339, 379, 419, 458, 500, 600, 701, 800, 1000, 1100]] += 9.0
 
 
-@pytest.mark.parametrize("name", sorted(CONFIGS))
-def test_batch_equals_one_by_one_with_a_state_round_trip(name):
-    batch = registry.build(name, CONFIGS[name]).process(X, TS)
-    first = registry.build(name, CONFIGS[name])
-    head = first.process(X[:700], TS[:700])
-    second = registry.build(name, CONFIGS[name])
-    second.set_state(first.get_state())
-    tail = [second.process_one(float(x), int(t)) for x, t in zip(X[700:], TS[700:], strict=True)]
-    scores = np.r_[head["score"].to_numpy(), [v.score for v in tail]]
-    np.testing.assert_array_equal(batch["score"].to_numpy(), scores)
-    assert batch["score"].between(0, 1).all()
+def _columns(frame) -> dict:
+    return {c: frame[c].to_numpy() for c in frame.columns}
+
+
+@pytest.mark.parametrize("key", sorted(CONFIGS))
+@pytest.mark.parametrize("x", [X, WITH_GAPS, SPIKY], ids=["plain", "gaps", "spiky"])
+def test_batch_equals_one_by_one_and_chunks_with_state_round_trips(key, x):
+    """Every column of ``process`` over the whole series equals reading-by-reading
+    ``process_one`` and ``process`` in uneven chunks, each chunk after a state round trip."""
+    name, params = CONFIGS[key]
+    batch = registry.build(name, params).process(x, TS)
+    one = registry.build(name, params)
+    rows = [one.process_one(float(v), int(t)) for v, t in zip(x, TS, strict=True)]
+    chunks, core, at = [], registry.build(name, params), 0
+    for size in (1, 37, 300, 2, 500, 360):
+        chunks.append(core.process(x[at : at + size], TS[at : at + size]))
+        state, core = core.get_state(), registry.build(name, params)
+        core.set_state(state)
+        at += size
+    import pandas as pd
+
+    chunked = pd.concat(chunks, ignore_index=True)
+    for col, want in _columns(batch).items():
+        np.testing.assert_array_equal(
+            np.array([getattr(r, col) for r in rows]), want, err_msg=f"one by one: {col}"
+        )
+        np.testing.assert_array_equal(chunked[col].to_numpy(), want, err_msg=f"chunked: {col}")
+    assert list(batch.dtypes.astype(str)) == ["float64", "float64", "float64", "float64", "bool", "object"]
+    assert batch["score"].between(0, 1).all() and (batch["score"] > 0).any()
 
 
 def test_calibrated_scores_the_spike_high_and_ordinary_values_low():

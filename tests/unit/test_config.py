@@ -84,7 +84,7 @@ def test_detect_rejects_unknown_detector_params_and_bad_aggregation():
 
     with pytest.raises(ConfigError, match=r"detect.detectors\[0\] \(ema\).*no parameter\(s\) windw"):
         detect.validate(load_config(overrides=["detect.detectors=[{name: ema, params: {windw: 3}}]"]))
-    with pytest.raises(ConfigError, match="unknown detector 'emma'"):
+    with pytest.raises(ConfigError, match="unknown detector or configuration 'emma'"):
         detect.validate(load_config(overrides=["detect.detectors=[{name: emma}]"]))
     detect.validate(load_config(overrides=["detect.aggregation.window=1 minute"]))  # zscore: wired
     with pytest.raises(ConfigError, match="detect.aggregation.window must be a positive duration"):

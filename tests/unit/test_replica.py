@@ -9,10 +9,10 @@ the probationary rows), and by the replica over the same members' raws.
 import numpy as np
 import pytest
 
+from spark_anomaly.detector_specs import resolve
 from spark_anomaly.evaluation import replica
 from spark_anomaly.evaluation.nab_data import LabelledSeries
 from spark_anomaly.evaluation.runner import prior_from_probation, replay
-from spark_anomaly.evaluation.specs import resolve
 
 FIVE_MIN_NS = 300 * 10**9
 

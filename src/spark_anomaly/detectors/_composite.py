@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
-from .base import RESULT_COLUMNS, Detector, SeriesPrior, Verdict
+from .base import Detector, SeriesPrior
 
 
 def member_spec(spec: Any, where: str) -> tuple[str, dict[str, Any]]:
@@ -31,12 +30,11 @@ def build_member(spec: Any, prior: SeriesPrior | None, where: str) -> Detector:
     return build(name, params, prior)
 
 
-def frame(rows: list[Verdict]) -> pd.DataFrame:
-    if not rows:
-        from .base import empty_results
-
-        return empty_results(0)
-    return pd.DataFrame.from_records(rows, columns=RESULT_COLUMNS)
+def object_array(items: list[Any]) -> np.ndarray:
+    """A list as a 1-d object array (strings stay strings; no nesting even for tuples)."""
+    out = np.empty(len(items), dtype=object)
+    out[:] = items
+    return out
 
 
 def band_deviation(x: np.ndarray, lower: np.ndarray, upper: np.ndarray, cap: float) -> np.ndarray:

@@ -78,6 +78,16 @@ class Detector(ABC):
             return empty_results(0)
         return pd.DataFrame.from_records(rows, columns=RESULT_COLUMNS)
 
+    def process_columns(self, values: np.ndarray, ts: np.ndarray) -> dict[str, np.ndarray]:
+        """``process`` as RESULT_COLUMNS arrays (reason an object array). The composites pass
+        these between their layers and the stream's driver concatenates them: a pandas frame
+        per layer and per series cost about as much as the detectors' own work on short runs."""
+        process_rows = getattr(self, "process_rows", None)
+        if process_rows is not None:
+            return result_columns(process_rows(values, ts))
+        out = self.process(values, ts)
+        return {c: out[c].to_numpy() for c in RESULT_COLUMNS}
+
     @abstractmethod
     def get_state(self) -> dict[str, Any]:
         """The series state as plain values (numbers, strings, lists, dicts, numpy arrays)."""
@@ -121,6 +131,11 @@ def result_columns(rows: list[Step]) -> dict[str, np.ndarray]:
 def frame_from_rows(rows: list[Step]) -> pd.DataFrame:
     """Result columns from Verdict-shaped tuples, with the dtypes of ``empty_results``."""
     return pd.DataFrame(result_columns(rows), columns=list(RESULT_COLUMNS))
+
+
+def frame_from_columns(cols: dict[str, Any]) -> pd.DataFrame:
+    """The result frame of ``process_columns``' arrays (dtypes as ``empty_results``)."""
+    return pd.DataFrame({c: cols[c] for c in RESULT_COLUMNS}, columns=list(RESULT_COLUMNS), copy=False)
 
 
 class StepDetector(Detector):

@@ -30,8 +30,8 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from ._composite import band_deviation, build_member, frame, member_spec
-from .base import Detector, SeriesPrior, Verdict
+from ._composite import band_deviation, build_member, member_spec, object_array
+from .base import Detector, SeriesPrior, Verdict, frame_from_columns
 
 _RAW = ("auto", "score", "band", "probability", "excess")
 _SQRT2 = math.sqrt(2.0)
@@ -91,21 +91,22 @@ class CalibratedDetector(Detector):
         self._undecided = 0
 
     # -- raw value of one inner verdict --------------------------------------------------------
-    def _raws(self, x: np.ndarray, out: pd.DataFrame) -> np.ndarray:
+    def _raws(self, x: np.ndarray, out: dict[str, np.ndarray]) -> np.ndarray:
         if self._mode is None:
             return self._auto_raws(x, out)
         if self._mode in ("band", "excess"):
             dev = band_deviation(x, out["lower"], out["upper"], self.config.band_cap)
             return dev if self._mode == "band" else np.maximum(dev - 1.0, 0.0)
         col = "probability" if self._mode == "probability" else "score"
-        return out[col].to_numpy(dtype=float)
+        return np.asarray(out[col], dtype=float)
 
-    def _auto_raws(self, x: np.ndarray, out: pd.DataFrame) -> np.ndarray:
+    def _auto_raws(self, x: np.ndarray, out: dict[str, np.ndarray]) -> np.ndarray:
         """auto: the first verdict with a finite band picks ``band``; ``AUTO_DECIDE`` verdicts
         without one pick ``score``. Undecided verdicts give no raw value (not learned)."""
-        has_band = np.isfinite(out["lower"].to_numpy(float)) & np.isfinite(out["upper"].to_numpy(float))
-        raws = np.full(len(out), np.nan)
-        for i in range(len(out)):
+        lower, upper = np.asarray(out["lower"], dtype=float), np.asarray(out["upper"], dtype=float)
+        has_band = np.isfinite(lower) & np.isfinite(upper)
+        raws = np.full(len(lower), np.nan)
+        for i in range(len(lower)):
             if self._mode is None:
                 if has_band[i]:
                     self._mode = "band"
@@ -114,8 +115,7 @@ class CalibratedDetector(Detector):
                     if self._undecided >= AUTO_DECIDE:
                         self._mode = "score"
                     continue
-            rest = out.iloc[i:]
-            raws[i:] = self._raws(x[i:], rest)
+            raws[i:] = self._raws(x[i:], {c: np.asarray(v)[i:] for c, v in out.items()})
             break
         return raws
 
@@ -147,15 +147,80 @@ class CalibratedDetector(Detector):
 
     def process_one(self, x: float, ts: int) -> Verdict:
         v = self.inner.process_one(x, ts)
-        out = frame([v])
+        out = {c: np.array([getattr(v, c)]) for c in ("lower", "upper", "score", "probability")}
         return self._step(float(self._raws(np.array([x]), out)[0]), v)
 
     def process(self, values: np.ndarray, ts: np.ndarray) -> pd.DataFrame:
+        return frame_from_columns(self.process_columns(values, ts))
+
+    def process_columns(self, values: np.ndarray, ts: np.ndarray) -> dict[str, np.ndarray]:
+        """``_step`` over a whole batch, with the same floating-point operations in the same
+        order (a test holds every column equal to ``process_one``): the short means add their
+        raws oldest first as ``sum`` does, and the history's running sums are one sequential
+        ``cumsum`` over (-leaving value, +new mean) pairs, as ``_step`` subtracts and adds.
+        Only the tail, its log and the reason text are per reading."""
         values = np.asarray(values, dtype=float)
-        out = self.inner.process(values, ts)
-        raws = self._raws(values, out).tolist()
-        verdicts = list(out.itertuples(index=False, name="Verdict"))
-        return frame([self._step(r, Verdict(*v)) for r, v in zip(raws, verdicts, strict=True)])
+        out = self.inner.process_columns(values, ts)
+        raws = np.asarray(self._raws(values, out), dtype=float)
+        c = self.config
+        lower, upper = np.asarray(out["lower"], dtype=float), np.asarray(out["upper"], dtype=float)
+        inner_reasons = list(out["reason"])
+        finite = np.isfinite(raws)
+        score = np.zeros(len(raws))
+        prob = np.zeros(len(raws))
+        reasons = [f"calibrating ({r})" for r in inner_reasons]
+        r = raws[finite]
+        m = len(r)
+        if m:
+            # short means: mean of the last short_window finite raws, summed oldest first
+            w = c.short_window
+            seq = np.concatenate((np.asarray(self._short, dtype=float), r))
+            pos = np.arange(len(self._short), len(seq))
+            acc = np.zeros(m)
+            for back in range(w - 1, -1, -1):
+                idx = pos - back
+                ok = idx >= 0
+                acc = np.where(ok, seq[np.where(ok, idx, 0)] + acc, acc)
+            a = acc / np.minimum(pos + 1, w)
+            # history before each step: its length, and the running sums as _step updates them
+            hist = np.concatenate((np.asarray(self._long, dtype=float), a))
+            n0 = len(self._long)
+            n = np.minimum(n0 + np.arange(m), c.history)
+            leave = np.arange(m) + n0 - c.history  # index in hist of the value leaving, if full
+            old = np.where(leave >= 0, hist[np.maximum(leave, 0)], 0.0)
+            steps = np.empty(2 * m + 1)
+            steps[0], steps[1::2], steps[2::2] = self._sum, -old, a
+            sums = np.cumsum(steps)
+            steps[0], steps[1::2], steps[2::2] = self._sumsq, -(old * old), a * a
+            sumsqs = np.cumsum(steps)
+            s_before, q_before = sums[0:-1:2], sumsqs[0:-1:2]
+            fin_rows = np.flatnonzero(finite)
+            scored = n >= c.min_history
+            with np.errstate(invalid="ignore", divide="ignore"):
+                mu = s_before / n
+                var = np.maximum(q_before / n - mu * mu, 0.0)
+                sd = np.maximum(np.sqrt(var), c.sd_floor + c.sd_floor_rel * np.abs(mu))
+                z = ((a - mu) / sd).tolist()
+            log_floor = self._log_floor
+            for j, row in enumerate(fin_rows.tolist()):
+                if not scored[j]:
+                    reasons[row] = "calibrating"
+                    continue
+                q = 0.5 * math.erfc(z[j] / _SQRT2)
+                prob[row] = 1.0 - q
+                score[row] = 1.0 if q <= 0.0 else min(1.0, max(0.0, math.log(q) / log_floor))
+                reasons[row] = f"tail {q:.3g}; {inner_reasons[row]}"
+            self._short = deque(seq[-w:].tolist(), maxlen=w)
+            self._long = deque(hist[-c.history :].tolist(), maxlen=c.history)
+            self._sum, self._sumsq = float(sums[-1]), float(sumsqs[-1])
+        return {
+            "lower": lower,
+            "upper": upper,
+            "score": score,
+            "probability": prob,
+            "is_anomaly": score >= c.threshold,
+            "reason": object_array(reasons),
+        }
 
     def get_state(self) -> dict[str, Any]:
         return {

@@ -14,8 +14,8 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from ._composite import build_member, frame, member_spec
-from .base import Detector, SeriesPrior, Verdict
+from ._composite import build_member, member_spec, object_array
+from .base import RESULT_COLUMNS, Detector, SeriesPrior, Verdict, frame_from_columns, result_columns
 
 _COMBINE = ("max", "mean")
 
@@ -78,9 +78,36 @@ class EnsembleDetector(Detector):
         return self._combine([m.process_one(x, ts) for m in self.members])
 
     def process(self, values: np.ndarray, ts: np.ndarray) -> pd.DataFrame:
-        outs = [m.process(values, ts) for m in self.members]
-        rows = zip(*(o.itertuples(index=False, name=None) for o in outs), strict=True)
-        return frame([self._combine([Verdict(*v) for v in vs]) for vs in rows])
+        return frame_from_columns(self.process_columns(values, ts))
+
+    def process_columns(self, values: np.ndarray, ts: np.ndarray) -> dict[str, np.ndarray]:
+        outs = [m.process_columns(values, ts) for m in self.members]
+        if self.config.combine != "max" or not len(values):
+            # a weighted mean summed per row as ``_combine`` does (a matrix product may round differently)
+            rows = zip(*(zip(*(o[c] for c in RESULT_COLUMNS), strict=True) for o in outs), strict=True)
+            verdicts = [self._combine([Verdict(*v) for v in vs]) for vs in rows]
+            return result_columns(verdicts)
+        # combine max on whole columns: the same values as ``_combine`` row by row
+        scores = np.nan_to_num(np.array([np.asarray(o["score"], dtype=float) for o in outs]), nan=0.0)
+        probs = np.nan_to_num(np.array([np.asarray(o["probability"], dtype=float) for o in outs]), nan=0.0)
+        lowers = np.array([np.asarray(o["lower"], dtype=float) for o in outs])
+        uppers = np.array([np.asarray(o["upper"], dtype=float) for o in outs])
+        cols = np.arange(len(values))
+        top = scores.argmax(axis=0)
+        banded = np.isfinite(lowers) & np.isfinite(uppers)
+        first = banded.argmax(axis=0)  # the first member with a band (if any has one)
+        has = banded[first, cols]
+        score = scores[top, cols]
+        prefix = [f"member {i} ({m.name}): " for i, m in enumerate(self.members)]
+        reasons = [list(o["reason"]) for o in outs]
+        return {
+            "lower": np.where(has, lowers[first, cols], np.nan),
+            "upper": np.where(has, uppers[first, cols], np.nan),
+            "score": score,
+            "probability": probs.max(axis=0),
+            "is_anomaly": score >= self.config.threshold,
+            "reason": object_array([prefix[t] + reasons[t][i] for i, t in enumerate(top.tolist())]),
+        }
 
     def get_state(self) -> dict[str, Any]:
         return {"members": [m.get_state() for m in self.members]}

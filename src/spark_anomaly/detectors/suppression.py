@@ -21,8 +21,8 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from ._composite import build_member, frame, member_spec
-from .base import Detector, SeriesPrior, Verdict
+from ._composite import build_member, member_spec, object_array
+from .base import Detector, SeriesPrior, Verdict, frame_from_columns
 
 
 @dataclass(frozen=True)
@@ -74,14 +74,64 @@ class SuppressionDetector(Detector):
         return self._step(self.inner.process_one(x, ts), int(ts))
 
     def process(self, values: np.ndarray, ts: np.ndarray) -> pd.DataFrame:
-        out = self.inner.process(values, ts)
-        tss = np.asarray(ts).astype(np.int64).tolist()
-        return frame(
-            [
-                self._step(Verdict(*v), t)
-                for v, t in zip(out.itertuples(index=False, name=None), tss, strict=True)
-            ]
-        )
+        return frame_from_columns(self.process_columns(values, ts))
+
+    def process_columns(self, values: np.ndarray, ts: np.ndarray) -> dict[str, np.ndarray]:
+        """``_step`` over a batch: only the readings at or over the threshold are visited one by
+        one (to find the alarms); the silence after each alarm is then set on whole columns."""
+        out = self.inner.process_columns(values, ts)
+        c = self.config
+        score = np.asarray(out["score"], dtype=float)
+        n = len(score)
+        tss = np.asarray(ts).astype(np.int64)
+        since0, alarm_ts = self._since, self._alarm_ts
+
+        def quiet(i: int, last: int | None) -> bool:
+            if last is None and since0 < 0:
+                return False
+            since = i - last if last is not None else since0 + i + 1
+            return since <= c.rows or (c.ms > 0 and alarm_ts is not None and int(tss[i]) - alarm_ts < c.ms)
+
+        alarms: list[int] = []
+        alarm_times: list[int] = []
+        for i in np.flatnonzero(score >= c.threshold).tolist():
+            if not quiet(i, alarms[-1] if alarms else None):
+                alarms.append(i)
+                alarm_ts = int(tss[i])
+                alarm_times.append(alarm_ts)
+        # each row's previous alarm (in this batch, else the state's), then its silence
+        rows = np.arange(n)
+        marks = np.full(n, -1)
+        marks[alarms] = np.arange(len(alarms))
+        prev_k = np.maximum.accumulate(np.r_[-1, marks[:-1]]) if n else marks
+        in_batch = prev_k >= 0
+        prev_row = np.where(in_batch, np.asarray(alarms + [0])[prev_k], 0)
+        prev_ts = np.where(in_batch, np.asarray(alarm_times + [0])[prev_k], self._alarm_ts or 0)
+        since = np.where(in_batch, rows - prev_row, since0 + rows + 1)
+        armed = in_batch | (since0 >= 0)
+        by_time = (c.ms > 0) & (in_batch | (self._alarm_ts is not None)) & (tss - prev_ts < c.ms)
+        silent = armed & ((since <= c.rows) | by_time)
+        alarm = np.zeros(n, dtype=bool)
+        alarm[alarms] = True
+        silent &= ~alarm
+        reported = np.where(silent, 0.0, score)
+        if c.alarm_score is not None:
+            reported[alarm] = c.alarm_score
+        reasons = object_array(list(out["reason"]))
+        for i in np.flatnonzero(silent).tolist():
+            reasons[i] = f"suppressed ({reasons[i]})"
+        if alarms:
+            self._since, self._alarm_ts = n - 1 - alarms[-1], alarm_times[-1]
+        elif since0 >= 0:
+            self._since = since0 + n
+        return {
+            "lower": np.asarray(out["lower"], dtype=float),
+            "upper": np.asarray(out["upper"], dtype=float),
+            "score": reported,
+            "probability": np.asarray(out["probability"], dtype=float),
+            "is_anomaly": alarm,
+            "reason": reasons,
+        }
 
     def get_state(self) -> dict[str, Any]:
         return {"inner": self.inner.get_state(), "since": self._since, "alarm_ts": self._alarm_ts}

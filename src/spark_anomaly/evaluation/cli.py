@@ -19,9 +19,9 @@ import sys
 import time
 from pathlib import Path
 
+from ..detector_specs import DetectorSpec, resolve, with_overrides
 from . import nab_scorer, report, runner, thresholds
 from .nab_data import load_windows, read_series, resolve_files, split_files
-from .specs import DetectorSpec, resolve, with_overrides
 
 DATA_ENV = "SPARK_ANOMALY_NAB_DATA"
 

@@ -19,8 +19,8 @@ import pandas as pd
 
 from spark_anomaly.detectors.base import SeriesPrior
 
+from ..detector_specs import DetectorSpec
 from .nab_data import LabelledSeries, load_windows, probation_length, read_series
-from .specs import DetectorSpec
 
 
 @dataclass

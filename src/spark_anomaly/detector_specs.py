@@ -1,4 +1,4 @@
-"""Detector specifications for evaluation: a registry name or a named configuration.
+"""Detector specifications: a registry name or a named configuration, for every driver.
 
 A named configuration is a YAML file ``conf/detectors/<name>.yaml``::
 
@@ -6,7 +6,9 @@ A named configuration is a YAML file ``conf/detectors/<name>.yaml``::
     params: {...}             # that detector's parameters (composites nest member specs)
     description: optional text
 
-``recommended`` is the product's recommended configuration.
+``recommended`` is the product's recommended configuration. The evaluate job takes such a name
+(or a YAML path) for ``--detector``, and the detect job takes it as a ``detect.detectors`` entry's
+``name`` (:func:`registry_params`), so what is measured is what runs in the stream.
 """
 
 from __future__ import annotations
@@ -41,15 +43,18 @@ class DetectorSpec:
 def default_conf_dirs() -> list[Path]:
     """``./conf/detectors`` then the checkout's ``conf/detectors`` (next to ``src/``)."""
     dirs = [Path.cwd() / "conf" / "detectors"]
-    repo = Path(__file__).resolve().parents[3] / "conf" / "detectors"
+    repo = Path(__file__).resolve().parents[2] / "conf" / "detectors"
     if repo not in dirs:
         dirs.append(repo)
     return dirs
 
 
 def load_spec_file(path: Path, label: str | None = None) -> DetectorSpec:
-    with path.open() as fh:
-        doc = yaml.safe_load(fh) or {}
+    try:
+        with path.open() as fh:
+            doc = yaml.safe_load(fh) or {}
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(doc, dict) or "detector" not in doc:
         raise ValueError(f"{path}: a detector configuration needs a 'detector:' key")
     params = doc.get("params") or {}
@@ -77,10 +82,29 @@ def resolve(name: str | None, conf_dirs: list[Path] | None = None) -> DetectorSp
                 return load_spec_file(candidate, label=name)
     if name in registry.names():
         return DetectorSpec(label=name, detector=name, params={}, source="registry")
+    dirs = conf_dirs or default_conf_dirs()
+    named = sorted({p.stem for d in dirs if d.is_dir() for p in (*d.glob("*.yaml"), *d.glob("*.yml"))})
     raise ValueError(
-        f"unknown detector or configuration {name!r}: not a YAML file, not in "
-        f"{', '.join(str(d) for d in conf_dirs or default_conf_dirs())}, not one of {', '.join(registry.names())}"
+        f"unknown detector or configuration {name!r}: not a YAML file, not a configuration in "
+        f"{', '.join(str(d) for d in dirs)} ({', '.join(named) or 'none there'}), "
+        f"not one of {', '.join(registry.names())}"
     )
+
+
+def registry_params(
+    name: str, params: dict[str, Any] | None = None, conf_dirs: list[Path] | None = None
+) -> tuple[str, dict[str, Any]]:
+    """(registry name, parameters) for a ``detect.detectors`` entry.
+
+    A registry name keeps its parameters. Anything else is resolved as a named configuration or a
+    YAML path, on the driver; the entry's own ``params`` then replace the file's top-level keys
+    (e.g. ``{name: recommended, params: {rows: 100}}`` for a longer silence after an alarm).
+    """
+    params = dict(params or {})
+    if name in registry.names():
+        return name, params
+    spec = resolve(name, conf_dirs)
+    return spec.detector, {**spec.params, **params}
 
 
 def with_overrides(spec: DetectorSpec, overrides: list[str], label: str | None = None) -> DetectorSpec:
