@@ -93,7 +93,7 @@ def test_process_equals_process_one_and_state_round_trips():
     single = KnnDetector(cfg)
     rows = [single.process_one(x, t) for x, t in zip(xs, ts, strict=True)]
     one = pd.DataFrame.from_records(rows, columns=RESULT_COLUMNS)
-    pd.testing.assert_frame_equal(whole, one)
+    pd.testing.assert_frame_equal(whole, one, check_exact=True)
     # cuts while estimating the interval, warming up, collecting patterns, scoring
     assert_resumes_identically(lambda: KnnDetector(cfg), xs, ts, (10, 40, 150, 600))
     assert whole["score"].between(0, 1).all() and (whole["score"] > 0).sum() > 500
