@@ -70,3 +70,12 @@ def test_detect_validates_named_entries_at_start(entry, message):
     cfg = load_config(None, [f"detect.detectors=[{entry}]"])
     with pytest.raises(ConfigError, match=message):
         detect.validate(cfg)
+
+
+def test_a_yaml_path_in_the_working_directory_is_a_name(tmp_path, monkeypatch):
+    """As on a cluster driver that got the file with ``--files``: named by its path."""
+    (tmp_path / "mine.yaml").write_text("detector: suppression\nparams: {rows: 7, detector: ema}\n")
+    monkeypatch.chdir(tmp_path)
+    assert registry_params("mine.yaml") == ("suppression", {"rows": 7, "detector": "ema"})
+    (bound,) = bind([DetectorSpec("mine.yaml", {})])
+    assert (bound.tag, bound.name, bound.config.rows) == ("mine.yaml", "suppression", 7)
