@@ -180,7 +180,7 @@ class CalibratedDetector(Detector):
             for back in range(w - 1, -1, -1):
                 idx = pos - back
                 ok = idx >= 0
-                acc = np.where(ok, seq[np.where(ok, idx, 0)] + acc, acc)
+                acc = np.where(ok, acc + seq[np.where(ok, idx, 0)], acc)
             a = acc / np.minimum(pos + 1, w)
             # history before each step: its length, and the running sums as _step updates them
             hist = np.concatenate((np.asarray(self._long, dtype=float), a))
