@@ -31,11 +31,13 @@ import numpy as np
 import pandas as pd
 
 from ._composite import band_deviation, build_member, member_spec, object_array
-from .base import Detector, SeriesPrior, Verdict, frame_from_columns
+from .base import RESULT_COLUMNS, Detector, SeriesPrior, Verdict, frame_from_columns, result_columns
 
 _RAW = ("auto", "score", "band", "probability", "excess")
 _SQRT2 = math.sqrt(2.0)
 AUTO_DECIDE = 200
+# batches shorter than this are stepped reading by reading in ``process_columns``
+_ROW_BY_ROW = 64
 
 
 @dataclass(frozen=True)
@@ -164,6 +166,13 @@ class CalibratedDetector(Detector):
         raws = np.asarray(self._raws(values, out), dtype=float)
         c = self.config
         lower, upper = np.asarray(out["lower"], dtype=float), np.asarray(out["upper"], dtype=float)
+        if len(raws) < _ROW_BY_ROW:
+            # a few readings (a live micro-batch): the histories' deque <-> array round trip and
+            # the per-window passes cost more than stepping them
+            rows = zip(*(out[k] for k in RESULT_COLUMNS), strict=True)
+            return result_columns(
+                [self._step(r, Verdict(*v)) for r, v in zip(raws.tolist(), rows, strict=True)]
+            )
         inner_reasons = list(out["reason"])
         finite = np.isfinite(raws)
         score = np.zeros(len(raws))
@@ -229,17 +238,19 @@ class CalibratedDetector(Detector):
             "undecided": self._undecided,
             "sum": self._sum,
             "sumsq": self._sumsq,
-            "short": np.array(self._short, dtype=float),
-            "long": np.array(self._long, dtype=float),
+            "short": np.fromiter(self._short, dtype=float, count=len(self._short)),
+            "long": np.fromiter(self._long, dtype=float, count=len(self._long)),
         }
 
     def set_state(self, state: dict[str, Any]) -> None:
         self.inner.set_state(state["inner"])
         self._mode = state["mode"]
         self._undecided = int(state["undecided"])
-        self._short = deque(
-            (float(v) for v in np.asarray(state["short"]).ravel()), maxlen=self.config.short_window
+        # ``tolist`` gives the same Python floats as ``float(v)`` per value, without a call per value
+        short = np.asarray(state["short"], dtype=float).ravel().tolist()
+        self._short = deque(short, maxlen=self.config.short_window)
+        self._long = deque(
+            np.asarray(state["long"], dtype=float).ravel().tolist(), maxlen=self.config.history
         )
-        self._long = deque((float(v) for v in np.asarray(state["long"]).ravel()), maxlen=self.config.history)
         self._sum = float(state["sum"])
         self._sumsq = float(state["sumsq"])
