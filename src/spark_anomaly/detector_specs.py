@@ -70,19 +70,20 @@ def load_spec_file(path: Path, label: str | None = None) -> DetectorSpec:
 
 
 def resolve(name: str | None, conf_dirs: list[Path] | None = None) -> DetectorSpec:
-    """A spec from a YAML path, a named configuration, or a registry name (seed defaults)."""
+    """A spec from a YAML path, a registry name (seed defaults; a file of that name does not
+    shadow it), or a named configuration."""
     name = name or RECOMMENDED
     path = Path(name)
     if path.suffix in (".yaml", ".yml") and path.is_file():
         return load_spec_file(path)
-    for d in conf_dirs or default_conf_dirs():
+    if name in registry.names():
+        return DetectorSpec(label=name, detector=name, params={}, source="registry")
+    dirs = conf_dirs or default_conf_dirs()
+    for d in dirs:
         for suffix in (".yaml", ".yml"):
             candidate = d / f"{name}{suffix}"
             if candidate.is_file():
                 return load_spec_file(candidate, label=name)
-    if name in registry.names():
-        return DetectorSpec(label=name, detector=name, params={}, source="registry")
-    dirs = conf_dirs or default_conf_dirs()
     named = sorted({p.stem for d in dirs if d.is_dir() for p in (*d.glob("*.yaml"), *d.glob("*.yml"))})
     raise ValueError(
         f"unknown detector or configuration {name!r}: not a YAML file, not a configuration in "
@@ -96,15 +97,12 @@ def registry_params(
 ) -> tuple[str, dict[str, Any]]:
     """(registry name, parameters) for a ``detect.detectors`` entry.
 
-    A registry name keeps its parameters. Anything else is resolved as a named configuration or a
-    YAML path, on the driver; the entry's own ``params`` then replace the file's top-level keys
-    (e.g. ``{name: recommended, params: {rows: 100}}`` for a longer silence after an alarm).
+    The name is resolved as ``resolve`` does for the evaluate job (on the driver); the entry's
+    own ``params`` then replace the file's top-level keys (e.g. ``{name: recommended, params:
+    {rows: 100}}`` for a longer silence after an alarm), or are all a registry name's params.
     """
-    params = dict(params or {})
-    if name in registry.names():
-        return name, params
     spec = resolve(name, conf_dirs)
-    return spec.detector, {**spec.params, **params}
+    return spec.detector, {**spec.params, **(params or {})}
 
 
 def with_overrides(spec: DetectorSpec, overrides: list[str], label: str | None = None) -> DetectorSpec:

@@ -138,6 +138,18 @@ def frame_from_columns(cols: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame({c: cols[c] for c in RESULT_COLUMNS}, columns=list(RESULT_COLUMNS), copy=False)
 
 
+class ColumnDetector(Detector):
+    """A detector whose batch work is ``process_columns`` (the composites): ``process`` is its
+    frame, built once at the outermost layer."""
+
+    @abstractmethod
+    def process_columns(self, values: np.ndarray, ts: np.ndarray) -> dict[str, np.ndarray]:
+        """RESULT_COLUMNS arrays for a run of readings; same numbers as ``process_one``."""
+
+    def process(self, values: np.ndarray, ts: np.ndarray) -> pd.DataFrame:
+        return frame_from_columns(self.process_columns(values, ts))
+
+
 class StepDetector(Detector):
     """A detector whose work per reading is one ``_step(x)`` returning a Verdict-shaped tuple:
     ``process_one``, the drivers' ``process_rows`` fast path and ``process`` all come from it."""

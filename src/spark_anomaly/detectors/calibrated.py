@@ -28,10 +28,9 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
-import pandas as pd
 
 from ._composite import band_deviation, build_member, member_spec, object_array
-from .base import RESULT_COLUMNS, Detector, SeriesPrior, Verdict, frame_from_columns, result_columns
+from .base import RESULT_COLUMNS, ColumnDetector, SeriesPrior, Verdict, result_columns
 
 _RAW = ("auto", "score", "band", "probability", "excess")
 _SQRT2 = math.sqrt(2.0)
@@ -74,7 +73,7 @@ class CalibratedConfig:
             raise ValueError("calibrated: sd_floor must be > 0 and sd_floor_rel >= 0")
 
 
-class CalibratedDetector(Detector):
+class CalibratedDetector(ColumnDetector):
     name: ClassVar[str] = "calibrated"
     uses_prior: ClassVar[bool] = True  # the stream joins the trained model in for it (SeriesPrior)
     config_cls: ClassVar[type] = CalibratedConfig
@@ -152,9 +151,6 @@ class CalibratedDetector(Detector):
         out = {c: np.array([getattr(v, c)]) for c in ("lower", "upper", "score", "probability")}
         return self._step(float(self._raws(np.array([x]), out)[0]), v)
 
-    def process(self, values: np.ndarray, ts: np.ndarray) -> pd.DataFrame:
-        return frame_from_columns(self.process_columns(values, ts))
-
     def process_columns(self, values: np.ndarray, ts: np.ndarray) -> dict[str, np.ndarray]:
         """``_step`` over a whole batch, with the same floating-point operations in the same
         order (a test holds every column equal to ``process_one``): the short means add their
@@ -165,7 +161,6 @@ class CalibratedDetector(Detector):
         out = self.inner.process_columns(values, ts)
         raws = np.asarray(self._raws(values, out), dtype=float)
         c = self.config
-        lower, upper = np.asarray(out["lower"], dtype=float), np.asarray(out["upper"], dtype=float)
         if len(raws) < _ROW_BY_ROW:
             # a few readings (a live micro-batch): the histories' deque <-> array round trip and
             # the per-window passes cost more than stepping them
@@ -173,6 +168,7 @@ class CalibratedDetector(Detector):
             return result_columns(
                 [self._step(r, Verdict(*v)) for r, v in zip(raws.tolist(), rows, strict=True)]
             )
+        lower, upper = np.asarray(out["lower"], dtype=float), np.asarray(out["upper"], dtype=float)
         inner_reasons = list(out["reason"])
         finite = np.isfinite(raws)
         score = np.zeros(len(raws))

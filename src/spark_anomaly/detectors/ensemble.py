@@ -12,10 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
-import pandas as pd
 
 from ._composite import build_member, member_spec, object_array
-from .base import RESULT_COLUMNS, Detector, SeriesPrior, Verdict, frame_from_columns, result_columns
+from .base import RESULT_COLUMNS, ColumnDetector, SeriesPrior, Verdict, result_columns
 
 _COMBINE = ("max", "mean")
 
@@ -42,7 +41,7 @@ class EnsembleConfig:
             raise ValueError("ensemble.weights: one non-negative weight per member, not all zero")
 
 
-class EnsembleDetector(Detector):
+class EnsembleDetector(ColumnDetector):
     name: ClassVar[str] = "ensemble"
     uses_prior: ClassVar[bool] = True  # the stream joins the trained model in for it (SeriesPrior)
     config_cls: ClassVar[type] = EnsembleConfig
@@ -76,9 +75,6 @@ class EnsembleDetector(Detector):
 
     def process_one(self, x: float, ts: int) -> Verdict:
         return self._combine([m.process_one(x, ts) for m in self.members])
-
-    def process(self, values: np.ndarray, ts: np.ndarray) -> pd.DataFrame:
-        return frame_from_columns(self.process_columns(values, ts))
 
     def process_columns(self, values: np.ndarray, ts: np.ndarray) -> dict[str, np.ndarray]:
         outs = [m.process_columns(values, ts) for m in self.members]

@@ -147,8 +147,7 @@ class KnnDetector(Detector):
             self._push(x)
         if warming is not None:
             return (NAN, NAN, 0.0, 0.0, False, warming)
-        avail = (self._n - 1 - (c.window - 1) * self._spacing - self._gap) // c.stride + 1
-        n_ref = min(c.references, avail)
+        n_ref = self._n_ref(self._n)
         if n_ref < c.k:
             return (NAN, NAN, 0.0, 0.0, False, f"collecting patterns ({max(n_ref, 0)}/{c.k})")
         idx = self._neg_ages[: (n_ref + 1) * c.window] + (self._pos + self._size)
@@ -220,7 +219,7 @@ class KnnDetector(Detector):
         sq = np.sort(np.partition(dist, c.k - 1, axis=1)[:, : c.k], axis=1)
         width = max(self._range.hi - self._range.lo, c.min_width)
         ds = ((np.sqrt(sq / c.window) / width).sum(axis=1) / c.k).tolist()
-        for x in xs[-size:].tolist():
+        for x in xs.tolist():  # at most _BULK readings, never more than the ring holds
             self._push(x)
         cap, at = c.distance_cap, c.anomaly_distance
         return [

@@ -19,10 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
-import pandas as pd
 
 from ._composite import build_member, member_spec, object_array
-from .base import Detector, SeriesPrior, Verdict, frame_from_columns
+from .base import ColumnDetector, SeriesPrior, Verdict
 
 
 @dataclass(frozen=True)
@@ -42,7 +41,7 @@ class SuppressionConfig:
             raise ValueError(f"suppression.alarm_score must be in [0, 1] or null, got {self.alarm_score!r}")
 
 
-class SuppressionDetector(Detector):
+class SuppressionDetector(ColumnDetector):
     name: ClassVar[str] = "suppression"
     uses_prior: ClassVar[bool] = True  # the stream joins the trained model in for it (SeriesPrior)
     config_cls: ClassVar[type] = SuppressionConfig
@@ -72,9 +71,6 @@ class SuppressionDetector(Detector):
 
     def process_one(self, x: float, ts: int) -> Verdict:
         return self._step(self.inner.process_one(x, ts), int(ts))
-
-    def process(self, values: np.ndarray, ts: np.ndarray) -> pd.DataFrame:
-        return frame_from_columns(self.process_columns(values, ts))
 
     def process_columns(self, values: np.ndarray, ts: np.ndarray) -> dict[str, np.ndarray]:
         """``_step`` over a batch: only the readings at or over the threshold are visited one by
