@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from spark_anomaly.detectors import RESULT_COLUMNS, SeriesPrior, build
-from spark_anomaly.detectors.knn import KnnConfig, KnnDetector
+from spark_anomaly.detectors.knn import KnnConfig, KnnDetector, _blocks, pairwise_sum, shared_sums
 
 from .resume_check import assert_resumes_identically
 
@@ -165,3 +165,63 @@ def test_bulk_scoring_of_a_full_ring_equals_one_by_one_bit_for_bit(prior):
     scored = whole["reason"].str.startswith("nearest")
     assert scored.sum() > 1_000 and whole["score"][scored].gt(0).all()
     assert whole["score"].iloc[5_500:5_540].max() > whole["score"].iloc[5_000:5_500].max()
+
+
+@pytest.mark.parametrize("window", [1, 5, 12, 32])
+def test_block_sums_shared_between_patterns_give_the_same_bits_as_one_pattern_at_a_time(window):
+    """``shared_sums`` (a batch) and ``pairwise_sum`` (one pattern) add the same terms in the same
+    order, for windows that are and are not powers of two; both are the plain sum to rounding."""
+    rng = np.random.default_rng(window)
+    spacing, b, refs = 3, 40, 7
+    top = (window - 1) * spacing
+    table = rng.random((top + b, refs)) * 10.0 ** rng.integers(-3, 4, (top + b, refs))
+    blocks = _blocks(window)
+    assert sum(1 << level for _, level in blocks) == window
+    shared = shared_sums(table, b, spacing, blocks)
+    for s in range(b):
+        terms = table[top + s - np.arange(window) * spacing].T  # references x pattern readings
+        np.testing.assert_array_equal(shared[s], pairwise_sum(terms, blocks))
+        np.testing.assert_allclose(shared[s], terms.sum(axis=1), rtol=1e-13)
+
+
+def test_batched_distances_equal_a_brute_force_nearest_neighbour_search():
+    """Independent of the core's own arithmetic: every score equals the mean RMS distance to the
+    k nearest of the references, computed pattern by pattern from the readings."""
+    rng = np.random.default_rng(3)
+    cfg = KnnConfig(window=6, spacing=2, references=25, stride=3, k=2, distance_cap=1e9)
+    n = 700
+    xs = np.cumsum(rng.normal(0.0, 1.0, n))
+    out = KnnDetector(cfg, SeriesPrior(n=10, mean=0.0, m2=1.0, min=-5.0, max=5.0)).process(
+        xs, np.arange(n) * FIVE_MIN
+    )
+    span = (cfg.window - 1) * cfg.spacing + 1
+    gap = -(-span // cfg.stride) * cfg.stride
+    checked = 0
+    for t in range(n):
+        ages = np.arange(cfg.window) * cfg.spacing
+        ref_ends = [t - gap - j * cfg.stride for j in range(cfg.references)]
+        ref_ends = [e for e in ref_ends if e - ages[-1] >= 0]
+        if len(ref_ends) < cfg.k:
+            continue
+        pattern = xs[t - ages]
+        d = np.sort([np.sqrt(np.mean((xs[e - ages] - pattern) ** 2)) for e in ref_ends])[: cfg.k]
+        assert out["score"].iloc[t] == pytest.approx(d.mean() / 10.0 / cfg.distance_cap, rel=1e-10)
+        checked += 1
+    assert checked > 500
+
+
+def test_a_batch_longer_than_the_ring_equals_one_by_one():
+    """A tiny ring (17 readings) and batches of hundreds: the ring keeps only the last ones."""
+    cfg = KnnConfig(window=3, spacing=2, references=4, stride=2, k=1, warmup=5)
+    rng = np.random.default_rng(8)
+    n = 1_500
+    xs = rng.normal(0.0, 1.0, n)
+    ts = np.arange(n) * FIVE_MIN
+    batched = KnnDetector(cfg, PRIOR)
+    whole = batched.process(xs, ts)
+    single = KnnDetector(cfg, PRIOR)
+    one = pd.DataFrame.from_records([single.process_one(x, t) for x, t in zip(xs, ts, strict=True)])
+    one.columns = RESULT_COLUMNS
+    pd.testing.assert_frame_equal(whole, one, check_exact=True)
+    np.testing.assert_array_equal(batched.get_state()["recent"], xs[-17:])
+    np.testing.assert_array_equal(single.get_state()["recent"], xs[-17:])
