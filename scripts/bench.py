@@ -48,6 +48,7 @@ GROUPS = {
     "train-delta": "train-",
     "latency": "latency-",
     "scale": "scale-",
+    "steady": "steady-",
 }
 
 
@@ -72,7 +73,7 @@ def main() -> int:
         "--only",
         default="",
         help="comma list of: pandas,parse,noop,zscore,zscore-anomalies,write,stateful,plain,"
-        "train-delta,latency,scale,state,soak (train on JSON always runs)",
+        "train-delta,latency,scale,state,steady,soak (train on JSON always runs)",
     )
     p.add_argument(
         "--stateful",
@@ -261,6 +262,21 @@ def main() -> int:
             c.model.table = str(work / f"scale-{series}" / "model")
             res[f"scale-{series}"] = BS.scale(spark, c, a.bootstrap, series, more["scale_events"])
             print(f"scale-{series}", res[f"scale-{series}"].as_dict(), flush=True)
+            save()
+    if want("steady"):
+        for d in more["steady_detectors"]:
+            c = cfg_for(f"steady-{d}", f"bench-steady-{d}")
+            res[f"steady-{d}"] = BS.steady_state(
+                spark,
+                c,
+                a.bootstrap,
+                d,
+                more["steady_sensors"],
+                more["steady_warm_ticks"],
+                more["steady_ticks"],
+                more["steady_batch_events"],
+            )
+            print(f"steady-{d}", res[f"steady-{d}"].as_dict(), flush=True)
             save()
     if want("soak"):
         c = cfg_for("soak", "bench-soak")

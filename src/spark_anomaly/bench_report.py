@@ -25,6 +25,13 @@ QUICK: dict[str, Any] = {
     "soak_rate": 1_000,
     "soak_s": 120,
     "soak_sensors": 1_000,
+    # a stateful configuration once its state is full (bench_stream.steady_state): knn needs
+    # 6,000 one-minute readings per series before all of its references exist
+    "steady_detectors": ["recommended"],
+    "steady_sensors": 20,
+    "steady_warm_ticks": 6_000,
+    "steady_ticks": 1_500,
+    "steady_batch_events": 10_000,
 }
 FULL: dict[str, Any] = {
     **QUICK,
@@ -33,11 +40,14 @@ FULL: dict[str, Any] = {
     "latency_s": 120,
     "scale_events": 1_000_000,
     "soak_s": 1_800,
+    "steady_sensors": 200,
+    "steady_batch_events": 100_000,
 }
 WORK_DIRS = [
     *[f"latency-{r}" for r in QUICK["latency_rates"]],
     *[f"scale-{s}" for s in QUICK["scale_series"]],
     "soak",
+    *[f"steady-{d}" for d in QUICK["steady_detectors"]],
 ]
 TRAIN_TARGET = 5_000_000  # rows/s on two cores (issue 5)
 P99_TARGET_MS = 2_000  # at 20k events/s (issue 5)

@@ -452,6 +452,11 @@ TABLE = [
     # plain writes nothing: the Spark path closest to it writes only the anomalies
     ("plain", "zscore-anomalies", "Spark zscore path, output=anomalies (wall)", False),
     *[(d, "zscore", "zscore path (median batch)", True) for d in STATEFUL],
+    # the same configuration once its state is full, against its row above (first 300 readings)
+    *[
+        (f"steady-{d}", d, "its row above: first 300 readings per series (median batch)", True)
+        for d in STATEFUL
+    ],
     ("train", "pandas", "pandas, 1 process (wall)", False),
     ("pandas", None, "–", False),
     ("write-0", "noop", "noop ceiling (median batch)", True),
