@@ -541,7 +541,12 @@ def render(meta: dict[str, Any], results: dict[str, dict]) -> str:
         "*zscore, output=anomalies* = the same with `detect.output=anomalies`, which isolates the cost of "
         "writing every scored row; *stateful* = `stateful.start_query` for one detector alone (default "
         "parameters, no intake query beside it), on its own topic, in the job's catch-up batches (`kafka.max_offsets_per_trigger`, 1M) but at least 3 per run (1M in full mode, 133k in quick mode), stopped as soon "
-        "as its batches have read all events; one event = 2 readings, so readings/s = 2 × events/s; *plain* = `benchmark.plain_zscore`: one "
+        "as its batches have read all events; one event = 2 readings, so readings/s = 2 × events/s; *state full* = "
+        "`bench_stream.steady_state`: the same query for one configuration over the series' later readings, once "
+        "its state is full (full mode: 200 sensors = 400 series; 6,000 readings per series go through the query "
+        "first, their figures under `warm_up` in the details, then 1,500 more per series in 100k-event batches, "
+        "500 readings per series and batch, same checkpoint; the stateful rows above see each series' first 300 "
+        "readings, before recommended's knn has a reference to compare with); *plain* = `benchmark.plain_zscore`: one "
         "process, confluent-kafka `consume(20000)`, orjson, dict lookup of the model, "
         "`detectors.zscore.score_arrays`, no sink, no dead-letter table (unparsable records only counted).",
         "",
