@@ -179,9 +179,9 @@ def test_block_sums_shared_between_patterns_give_the_same_bits_as_one_pattern_at
     assert sum(1 << level for _, level in blocks) == window
     shared = shared_sums(table, b, spacing, blocks)
     for s in range(b):
-        terms = table[top + s - np.arange(window) * spacing].T  # references x pattern readings
+        terms = table[top + s - np.arange(window) * spacing]  # pattern readings x references
         np.testing.assert_array_equal(shared[s], pairwise_sum(terms, blocks))
-        np.testing.assert_allclose(shared[s], terms.sum(axis=1), rtol=1e-13)
+        np.testing.assert_allclose(shared[s], terms.sum(axis=0), rtol=1e-13)
 
 
 def test_batched_distances_equal_a_brute_force_nearest_neighbour_search():

@@ -76,11 +76,14 @@ class KnnConfig:
         require_positive(self, "knn", ("min_width", "distance_cap", "anomaly_distance"))
 
 
-# readings scored together by ``_bulk``, and references per pass: with the defaults on 5-minute
-# readings a pass works on (512 + 279) x 32 doubles (200 kB), which stays in a core's cache
-# (500 references at once: 4-5x slower per reading)
+# readings scored together by ``_bulk``, and references per pass: a pass's temporaries hold about
+# _CACHE_DOUBLES doubles (256 kB, a core's cache), at least _REF_CHUNK references; with the
+# defaults on 5-minute readings a 512-reading batch goes 41 references at a time (all 500 at once:
+# 4-5x slower per reading), a single reading all at once
 _BULK = 512
+_MIN_BULK = 2  # a single reading steps alone (the batch set-up costs more than it saves)
 _REF_CHUNK = 32
+_CACHE_DOUBLES = 32_768
 
 
 def _blocks(window: int) -> list[tuple[int, int]]:
@@ -109,18 +112,21 @@ def _smallest(dist: np.ndarray, k: int) -> np.ndarray:
 
 
 def pairwise_sum(e: np.ndarray, blocks: list[tuple[int, int]]) -> np.ndarray:
-    """Sum ``e`` over its axis 1 (the pattern's readings, newest first) in the one fixed order
-    every scoring path uses: each power-of-two block summed by halves, then the blocks in turn.
+    """Sum ``e`` over its axis 0 (the pattern's readings, newest first) in the one fixed order
+    every scoring path uses: each power-of-two block summed by halves (its first half plus its
+    second, term by term, until one term is left), then the blocks in turn.
 
     The shared order is what lets :func:`shared_sums` (many readings at once) give the same bits
     as this sum of one reading's terms, so results never depend on how readings were batched.
+    With the readings' axis leading, each half is one contiguous run of memory.
     """
     acc = None
     for offset, level in blocks:
-        x = e[:, offset : offset + (1 << level)]
-        while x.shape[1] > 1:
-            x = x[:, 0::2] + x[:, 1::2]
-        acc = x[:, 0] if acc is None else acc + x[:, 0]
+        x = e[offset : offset + (1 << level)]
+        while len(x) > 1:
+            h = len(x) // 2
+            x = x[:h] + x[h:]
+        acc = x[0] if acc is None else acc + x[0]
     return acc
 
 
@@ -129,21 +135,24 @@ def shared_sums(e: np.ndarray, b: int, spacing: int, blocks: list[tuple[int, int
 
     ``e[r]``: the terms of row r (one per reference); reading s's pattern term m sits at row
     ``top + s - m * spacing`` (top = (window - 1) * spacing, the table's first rows being history).
-    Consecutive patterns share all but one of their rows, so every block sum is built once per row
-    (level l from two level l - 1 sums ``2^(l-1) * spacing`` rows apart) instead of once per
-    pattern: about ``b + levels * window * spacing`` row sums instead of ``b * window``.
+    Consecutive patterns share all but one of their rows, so each halving step is done once per
+    row for all of them (a row's partial sum plus the one ``h * spacing`` rows before it, h = half
+    the block, then a quarter, ...) instead of once per pattern: about ``levels x (b + window x
+    spacing)`` row sums instead of ``b x window``.
     """
     n_rows = e.shape[0]
     top = n_rows - b
-    sums = [e]  # sums[l][i] = block of 2^l terms whose newest is row i + (2^l - 1) * spacing
-    for level in range(1, blocks[0][1] + 1):
-        prev, half = sums[-1], (1 << (level - 1)) * spacing
-        sums.append(prev[half:] + prev[: len(prev) - half])
     acc = None
     for offset, level in blocks:
+        x = e  # x[i]: partial sums whose newest term is row i + (rows dropped so far)
+        h = 1 << level
+        while h > 1:
+            h //= 2
+            shift = h * spacing
+            x = x[shift:] + x[: len(x) - shift]
         start = top - offset * spacing - ((1 << level) - 1) * spacing
-        x = sums[level][start : start + b]
-        acc = x if acc is None else acc + x
+        part = x[start : start + b]
+        acc = part if acc is None else acc + part
     return acc
 
 
@@ -175,11 +184,6 @@ class KnnDetector(Detector):
         # always has its same-time-of-day references
         self._gap = -(-span // c.stride) * c.stride
         self._size = self._gap + (c.references - 1) * c.stride + span
-        m = np.arange(c.window) * spacing
-        ref = self._gap + np.arange(c.references) * c.stride
-        # ages (rows back from the newest reading) of the current pattern and each reference,
-        # negated and flat: the ring is stored twice in a row, so newest + size - age indexes it
-        self._neg_ages = -np.vstack([m[None, :], ref[:, None] + m[None, :]]).ravel()
         self._buf = np.zeros(2 * self._size)
         self._pos, self._n = -1, 0
         pending, self._pending = self._pending, []
@@ -229,10 +233,19 @@ class KnnDetector(Detector):
         n_ref = self._n_ref(self._n)
         if n_ref < c.k:
             return (NAN, NAN, 0.0, 0.0, False, f"collecting patterns ({max(n_ref, 0)}/{c.k})")
-        idx = self._neg_ages[: (n_ref + 1) * c.window] + (self._pos + self._size)
-        pats = self._buf.take(idx).reshape(n_ref + 1, c.window)
-        diff = pats[1:] - pats[0]
-        sq = np.sort(np.partition(pairwise_sum(diff * diff, self._blocks), c.k - 1)[: c.k])
+        # strided views of the ring (stored twice in a row, so the newest reading sits at
+        # pos + size with a whole ring before it): reading m of the pattern and of each reference
+        it, sp, newest = self._buf.itemsize, self._spacing, self._pos + self._size
+        refs = as_strided(
+            self._buf[newest - self._gap :],
+            shape=(c.window, n_ref),
+            strides=(-sp * it, -c.stride * it),
+            writeable=False,
+        )
+        pattern = as_strided(self._buf[newest:], shape=(c.window, 1), strides=(-sp * it, 0), writeable=False)
+        diff = np.subtract(refs, pattern)
+        diff *= diff
+        sq = np.sort(np.partition(pairwise_sum(diff, self._blocks), c.k - 1)[: c.k])
         width = max(self._range.hi - self._range.lo, c.min_width)
         d = float((np.sqrt(sq / c.window) / width).sum() / c.k)
         score = min(1.0, d / c.distance_cap)
@@ -244,10 +257,10 @@ class KnnDetector(Detector):
     def process_rows(self, values: np.ndarray, ts: np.ndarray) -> list[Step]:
         """Verdict-shaped tuples (the drivers' fast path); same numbers as ``process_one``.
 
-        Once the spacing is known and the range frozen, runs of finite readings that score
-        against the same number of references (all of them once the ring is full; while it
-        fills, that number grows by one every ``stride`` readings) are scored up to ``_BULK``
-        at a time by ``_bulk``; the rest (warm-up, missing values) step one by one."""
+        Once the spacing is known and the range frozen, runs of at least ``_MIN_BULK`` finite
+        readings that have their ``k`` references are scored up to ``_BULK`` at a time by
+        ``_bulk``; the rest (warm-up, missing values, the one to three readings a series brings
+        to a live micro-batch) step one by one, which is quicker for so few."""
         values = np.asarray(values, dtype=float)
         tss = np.asarray(ts).tolist()
         out: list[Step] = []
@@ -260,9 +273,10 @@ class KnnDetector(Detector):
                 j = i + 1
                 while j < n and j - i < _BULK and finite[j]:
                     j += 1
-                out += self._bulk(values[i:j])
-                i = j
-                continue
+                if j - i >= _MIN_BULK:
+                    out += self._bulk(values[i:j])
+                    i = j
+                    continue
             out.append(self._step(float(values[i]), int(tss[i])))
             i += 1
         return out
@@ -307,29 +321,32 @@ class KnnDetector(Detector):
             )
         else:
             # strided views, no copies: step s's newest reading is line[size + s]; reference j's
-            # reading m is ``gap + j*stride + m*spacing`` rows before it, the pattern's ``m*spacing``
+            # reading m is ``gap + j*stride + m*spacing`` rows before it, the pattern's ``m*spacing``;
+            # laid out (m, s, j), so that pairwise_sum's halves are contiguous
             refs = as_strided(
                 line[size - self._gap :],
-                shape=(b, n_ref, c.window),
-                strides=(it, -c.stride * it, -sp * it),
+                shape=(c.window, b, n_ref),
+                strides=(-sp * it, it, -c.stride * it),
                 writeable=False,
             )
             pattern = as_strided(
-                line[size:], shape=(b, 1, c.window), strides=(it, 0, -sp * it), writeable=False
+                line[size:], shape=(c.window, b, 1), strides=(-sp * it, it, 0), writeable=False
             )
-        # references a few dozen at a time, so that every temporary stays in the core's cache
-        for j0 in range(0, n_ref, _REF_CHUNK):
-            j1 = min(j0 + _REF_CHUNK, n_ref)
+        # references a few dozen at a time when the batch is long, so that every temporary stays
+        # in the core's cache; all at once for a few readings (one pass, no per-chunk overhead)
+        rows_per_ref = b + top if shared else b * c.window
+        chunk = max(_REF_CHUNK, _CACHE_DOUBLES // rows_per_ref)
+        for j0 in range(0, n_ref, chunk):
+            j1 = min(j0 + chunk, n_ref)
             if shared:
                 # each row's squared difference from each reference lag, once per row
                 terms = np.subtract(now, past[:, j0:j1])
                 terms *= terms
                 dist[:, j0:j1] = shared_sums(terms, b, sp, self._blocks)
             else:
-                diff = np.subtract(refs[:, j0:j1], pattern, order="C")
+                diff = np.subtract(refs[:, :, j0:j1], pattern, order="C")
                 diff *= diff
-                sums = pairwise_sum(diff.reshape(b * (j1 - j0), c.window), self._blocks)
-                dist[:, j0:j1] = sums.reshape(b, j1 - j0)
+                dist[:, j0:j1] = pairwise_sum(diff, self._blocks)
         if n_refs[0] < n_ref:
             dist[np.arange(n_ref)[None, :] >= n_refs[:, None]] = np.inf
         sq = _smallest(dist, c.k)
