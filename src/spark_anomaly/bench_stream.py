@@ -454,19 +454,19 @@ def steady_state(
         anomaly_rate=0.0005,
         start_ts=int(first.start_ts + warm_ticks * first.step_ms),
     )
-    loadgen.run_history(first, warm_ticks, [loadgen.KafkaSink(bootstrap, topic)], None)
-    warm = timed_stream(
-        f"{detector} warm-up",
-        sensors * warm_ticks,
-        lambda: run_stateful(spark, cfg, detector),
-        stop_after_input=True,
-    )
-    loadgen.run_history(later, ticks, [loadgen.KafkaSink(bootstrap, topic)], None)
-    r = timed_stream(
+
+    def segment(load: loadgen.LoadConfig, n_ticks: int, name: str) -> Result:
+        """Produce ``n_ticks`` more readings per sensor, then run the query over them."""
+        loadgen.run_history(load, n_ticks, [loadgen.KafkaSink(bootstrap, topic)], None)
+        return timed_stream(
+            name, sensors * n_ticks, lambda: run_stateful(spark, cfg, detector), stop_after_input=True
+        )
+
+    warm = segment(first, warm_ticks, f"{detector} warm-up")
+    r = segment(
+        later,
+        ticks,
         f"detect stateful {detector} → Delta, state full ({warm_ticks:,} readings per series before)",
-        sensors * ticks,
-        lambda: run_stateful(spark, cfg, detector),
-        stop_after_input=True,
     )
     r.extra.update(
         sensors=sensors,
