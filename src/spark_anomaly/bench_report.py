@@ -233,16 +233,23 @@ def _scale(results: dict[str, dict]) -> list[str]:
         out.append("")
     if "state" in results:
         st = results["state"]["extra"]
+        first = next(iter(st.values()))
+        marks = first.get("readings", [first["readings_seen"]])
         out += [
             "Stateful detector state per series: pickled `get_state()` of each core after "
-            f"{next(iter(st.values()))['readings_seen']:,} readings of one series (default parameters), "
-            "the bytes the state store keeps per series and detector:",
+            + " and ".join(f"{m:,}" for m in marks)
+            + " one-minute readings of one series (default parameters), the bytes the state store "
+            "keeps per series and detector:",
             "",
             "| detector | " + " | ".join(st) + " |",
             "|---|" + "---:|" * len(st),
-            "| bytes per series | " + " | ".join(f"{v['bytes_per_series']:,}" for v in st.values()) + " |",
-            "",
         ]
+        for i, m in enumerate(marks):
+            sizes = [v.get("bytes", [v["bytes_per_series"]])[i] for v in st.values()]
+            out.append(
+                f"| bytes per series after {m:,} readings | " + " | ".join(f"{b:,}" for b in sizes) + " |"
+            )
+        out.append("")
     return out
 
 

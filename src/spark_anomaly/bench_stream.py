@@ -409,23 +409,36 @@ def scale(spark, cfg, bootstrap: str, series: int, events: int) -> Result:
     return r
 
 
-def state_bytes(names: Sequence[str], readings: int = 2_000, seed: int = 3) -> dict[str, dict[str, float]]:
+def state_bytes(
+    names: Sequence[str], readings: Sequence[int] = (2_000, 8_000), seed: int = 3
+) -> dict[str, dict[str, Any]]:
     """Pickled ``get_state()`` size of each stateful core (a registry name or a named
-    configuration) after ``readings`` readings of one series."""
+    configuration) after each of ``readings`` readings of one one-minute series: early on, and
+    once every bounded history is full (knn's ring, on one-minute readings, after about 6,000).
+    ``bytes_per_series`` / ``readings_seen``: the first of them."""
     from .detector_specs import registry_params
     from .detectors import registry
     from .detectors.base import SeriesPrior
 
+    marks = sorted(readings)
     rng = np.random.default_rng(seed)
-    x = 20 + rng.normal(0, 2, readings)
-    ts = 1_536_710_400_000 + np.arange(readings, dtype=np.int64) * 60_000
+    x = 20 + rng.normal(0, 2, marks[-1])
+    ts = 1_536_710_400_000 + np.arange(marks[-1], dtype=np.int64) * 60_000
     prior = SeriesPrior(n=10_000, mean=20.0, m2=4.0 * 9_999, min=10.0, max=30.0)
     out = {}
     for name in names:
         core = registry.build(*registry_params(name), prior)
-        core.process(x, ts)
-        blob = pickle.dumps(core.get_state(), protocol=pickle.HIGHEST_PROTOCOL)
-        out[name] = {"bytes_per_series": len(blob), "readings_seen": readings}
+        sizes, done = [], 0
+        for mark in marks:
+            core.process(x[done:mark], ts[done:mark])
+            done = mark
+            sizes.append(len(pickle.dumps(core.get_state(), protocol=pickle.HIGHEST_PROTOCOL)))
+        out[name] = {
+            "bytes_per_series": sizes[0],
+            "readings_seen": marks[0],
+            "readings": marks,
+            "bytes": sizes,
+        }
     return out
 
 
@@ -478,7 +491,7 @@ def steady_state(
             "cpu_s": None if warm.cpu_s is None else round(warm.cpu_s, 1),
             "median_rps": warm.median_rps,
         },
-        state_bytes_per_series=state_bytes([detector], readings=warm_ticks + ticks)[detector][
+        state_bytes_per_series=state_bytes([detector], readings=[warm_ticks + ticks])[detector][
             "bytes_per_series"
         ],
     )

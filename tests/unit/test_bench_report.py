@@ -33,3 +33,15 @@ def test_training_table_renders_incremental_runs_and_their_fit():
     cells = [c.strip() for c in fit.strip("|").split("|")]
     assert cells[2:5] == ["2.00", "0.50", "2,000k"]  # fixed s, s per 1M, marginal rows/s
     assert cells[5:9] == ["3.00", "1.00", "16", "0.40×"]
+
+
+def test_state_table_has_a_row_per_reading_count_and_reads_older_records():
+    new = {"ema": {"bytes_per_series": 342, "readings_seen": 2000, "readings": [2000, 8000], "bytes": [342, 342]},
+           "recommended": {"bytes_per_series": 84069, "readings_seen": 2000, "readings": [2000, 8000],
+                           "bytes": [84069, 149588]}}  # fmt: skip
+    text = R.render({}, {"state": {"extra": new}})
+    assert "| bytes per series after 2,000 readings | 342 | 84,069 |" in text
+    assert "| bytes per series after 8,000 readings | 342 | 149,588 |" in text
+    old = {"ema": {"bytes_per_series": 342, "readings_seen": 2000}}  # recorded before the second count
+    text = R.render({}, {"state": {"extra": old}})
+    assert "| bytes per series after 2,000 readings | 342 |" in text and "8,000" not in text
