@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from spark_anomaly.detectors import registry
+from spark_anomaly.detectors.base import FEW_READINGS
 
 RNG = np.random.default_rng(7)
 X = RNG.normal(10.0, 1.0, 1200)
@@ -136,3 +137,25 @@ def test_bad_configuration_is_rejected():
         registry.build("calibrated", {"detector": "normal", "raw": "nope"})
     with pytest.raises(ValueError):
         registry.build("suppression", {"detector": "normal", "params": {"bogus": 1}})
+
+
+@pytest.mark.parametrize("key", sorted(CONFIGS))
+def test_a_few_readings_step_one_by_one_with_the_column_path_s_numbers(key):
+    """A live micro-batch brings a series fewer than FEW_READINGS readings: process_columns then
+    steps them through process_one. The column path (``_columns``) gives the same on so few."""
+    name, params = CONFIGS[key]
+    warm = registry.build(name, params)
+    warm.process(SPIKY[:600], TS[:600])
+    state = warm.get_state()
+    at = 600
+    for size in range(1, FEW_READINGS + 2):
+        few, cols = registry.build(name, params), registry.build(name, params)
+        few.set_state(state)
+        cols.set_state(state)
+        a = few.process_columns(SPIKY[at : at + size], TS[at : at + size])
+        b = cols._columns(SPIKY[at : at + size], TS[at : at + size])
+        for col in a:
+            np.testing.assert_array_equal(a[col], b[col], err_msg=f"{size} readings: {col}")
+        assert a["reason"].dtype == b["reason"].dtype == object
+        state = few.get_state()
+        at += size

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -35,6 +36,17 @@ def object_array(items: list[Any]) -> np.ndarray:
     out = np.empty(len(items), dtype=object)
     out[:] = items
     return out
+
+
+def band_deviation_one(x: float, lower: float, upper: float, cap: float) -> float:
+    """:func:`band_deviation` of one reading, in plain floats (the same IEEE operations)."""
+    if not (math.isfinite(lower) and math.isfinite(upper) and math.isfinite(x)):
+        return math.nan
+    centre = (lower + upper) / 2.0
+    half = (upper - lower) / 2.0
+    off = abs(x - centre)
+    dev = off / half if half > 0 else (cap if off > 0 else 0.0)
+    return dev if dev < cap else cap
 
 
 def band_deviation(x: np.ndarray, lower: np.ndarray, upper: np.ndarray, cap: float) -> np.ndarray:

@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ._composite import band_deviation, build_member, member_spec, object_array
+from ._composite import band_deviation, band_deviation_one, build_member, member_spec, object_array
 from .base import RESULT_COLUMNS, ColumnDetector, SeriesPrior, Verdict, result_columns
 
 _RAW = ("auto", "score", "band", "probability", "excess")
@@ -148,10 +148,19 @@ class CalibratedDetector(ColumnDetector):
 
     def process_one(self, x: float, ts: int) -> Verdict:
         v = self.inner.process_one(x, ts)
-        out = {c: np.array([getattr(v, c)]) for c in ("lower", "upper", "score", "probability")}
-        return self._step(float(self._raws(np.array([x]), out)[0]), v)
+        if self._mode is None:  # auto, undecided: the array path decides (rare, at the start)
+            out = {c: np.array([getattr(v, c)]) for c in ("lower", "upper", "score", "probability")}
+            return self._step(float(self._raws(np.array([x]), out)[0]), v)
+        return self._step(self._raw_one(float(x), v), v)
 
-    def process_columns(self, values: np.ndarray, ts: np.ndarray) -> dict[str, np.ndarray]:
+    def _raw_one(self, x: float, v: Verdict) -> float:
+        """``_raws`` of one verdict in plain floats: the same operations, without 1-element arrays."""
+        if self._mode in ("band", "excess"):
+            dev = band_deviation_one(x, float(v.lower), float(v.upper), self.config.band_cap)
+            return dev if self._mode == "band" else max(dev - 1.0, 0.0)
+        return float(v.probability if self._mode == "probability" else v.score)
+
+    def _columns(self, values: np.ndarray, ts: np.ndarray) -> dict[str, np.ndarray]:
         """``_step`` over a whole batch, with the same floating-point operations in the same
         order (a test holds every column equal to ``process_one``): the short means add their
         raws oldest first as ``sum`` does, and the history's running sums are one sequential

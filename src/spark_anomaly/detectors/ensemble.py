@@ -8,6 +8,7 @@ names the member that scored highest.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -41,6 +42,17 @@ class EnsembleConfig:
             raise ValueError("ensemble.weights: one non-negative weight per member, not all zero")
 
 
+_BIG = float(np.finfo(float).max)
+
+
+def _finite(v: float) -> float:
+    """``np.nan_to_num`` of one number: NaN -> 0, +-inf -> the largest finite float."""
+    v = float(v)
+    if v != v:
+        return 0.0
+    return v if -_BIG <= v <= _BIG else math.copysign(_BIG, v)
+
+
 class EnsembleDetector(ColumnDetector):
     name: ClassVar[str] = "ensemble"
     uses_prior: ClassVar[bool] = True  # the stream joins the trained model in for it (SeriesPrior)
@@ -57,14 +69,16 @@ class EnsembleDetector(ColumnDetector):
         self._w = w / w.sum()
 
     def _combine(self, verdicts: list[Verdict]) -> Verdict:
-        scores = np.array([v.score for v in verdicts], dtype=float)
-        scores = np.nan_to_num(scores, nan=0.0)
-        probs = np.nan_to_num(np.array([v.probability for v in verdicts], dtype=float), nan=0.0)
         if self.config.combine == "max":
-            score, prob = float(scores.max()), float(probs.max())
+            # plain floats: np.nan_to_num then max/argmax, without arrays of four numbers
+            scores = [_finite(v.score) for v in verdicts]
+            score, prob = max(scores), max(_finite(v.probability) for v in verdicts)
+            top = scores.index(score)
         else:
+            scores = np.nan_to_num(np.array([v.score for v in verdicts], dtype=float), nan=0.0)
+            probs = np.nan_to_num(np.array([v.probability for v in verdicts], dtype=float), nan=0.0)
             score, prob = float(self._w @ scores), float(self._w @ probs)
-        top = int(scores.argmax())
+            top = int(scores.argmax())
         lower = upper = float("nan")
         for v in verdicts:
             if np.isfinite(v.lower) and np.isfinite(v.upper):
@@ -76,7 +90,7 @@ class EnsembleDetector(ColumnDetector):
     def process_one(self, x: float, ts: int) -> Verdict:
         return self._combine([m.process_one(x, ts) for m in self.members])
 
-    def process_columns(self, values: np.ndarray, ts: np.ndarray) -> dict[str, np.ndarray]:
+    def _columns(self, values: np.ndarray, ts: np.ndarray) -> dict[str, np.ndarray]:
         outs = [m.process_columns(values, ts) for m in self.members]
         if self.config.combine != "max" or not len(values):
             # a weighted mean summed per row as ``_combine`` does (a matrix product may round differently)

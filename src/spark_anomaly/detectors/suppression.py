@@ -72,7 +72,7 @@ class SuppressionDetector(ColumnDetector):
     def process_one(self, x: float, ts: int) -> Verdict:
         return self._step(self.inner.process_one(x, ts), int(ts))
 
-    def process_columns(self, values: np.ndarray, ts: np.ndarray) -> dict[str, np.ndarray]:
+    def _columns(self, values: np.ndarray, ts: np.ndarray) -> dict[str, np.ndarray]:
         """``_step`` over a batch: only the readings at or over the threshold are visited one by
         one (to find the alarms); the silence after each alarm is then set on whole columns."""
         out = self.inner.process_columns(values, ts)
