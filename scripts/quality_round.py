@@ -8,6 +8,9 @@
   python scripts/quality_round.py replay [--check var/evaluate/benchmark]
   # 3. the selection protocol for a family of variants defined in a Python file
   python scripts/quality_round.py cv scripts/families/round8_knn_mute.py
+  # where the alarms fall (tune by default): windows found, the member behind each false alarm,
+  # the level and the spacing of first detections against false alarms
+  python scripts/quality_round.py alarms [--part tune]
 
 A family file defines ``VARIANTS``: a dict name -> function, or a list of functions (named by
 ``__name__``); each takes a ``replica.CachedSeries`` (one file's raws, windows, member geometry
@@ -147,6 +150,78 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return rc
 
 
+# -- alarms ---------------------------------------------------------------------------------------
+
+GAPS = (300, 500, 1000, 2000)
+
+
+def alarm_table(f: replica.CachedSeries, r) -> list[dict]:
+    """Every scored alarm of one file: row, window (-1 outside), first in its window, the member
+    with the highest calibrated score there, that score, and the rows since the previous alarm."""
+    _, alarms = f.replay()
+    ms = f.member_scores()
+    names = f.config.member_names
+    out, seen, prev = [], set(), None
+    for a in alarms:
+        gap, prev = (a - prev if prev is not None else None), a
+        i = a - r.offset
+        if i < 0:
+            continue  # probation: not scored
+        w = int(r.window[i])
+        first = w >= 0 and w not in seen
+        seen.add(w)
+        top = int(np.argmax(ms[:, a]))
+        out.append(
+            {
+                "row": a,
+                "window": w,
+                "first": first,
+                "member": names[top],
+                "level": float(ms[top, a]),
+                "gap": gap,
+            }
+        )
+    return out
+
+
+def cmd_alarms(args: argparse.Namespace) -> int:
+    cache = replica.load_cache(args.cache or default_cache("recommended"))
+    rows = _rows(cache)
+    keys = cache.keys if args.part == "all" else split_files(cache.keys, args.part)
+    hits, false = [], []
+    print(
+        f"{cache.label}, {args.part} ({len(keys)} files): per file, windows found and the member behind each false alarm"
+    )
+    for k in keys:
+        table = alarm_table(cache.files[k], rows[k])
+        found = [a for a in table if a["first"]]
+        fa = [a for a in table if a["window"] < 0]
+        hits += found
+        false += fa
+        print(
+            f"  {k:<55} windows {len(found)}/{rows[k].n_windows}  false {len(fa):>2}  {' '.join(a['member'] for a in fa)}"
+        )
+
+    def by_member(alarms: list[dict]) -> str:
+        counts = pd.Series([a["member"] for a in alarms], dtype=object).value_counts()
+        return ", ".join(f"{m} {n}" for m, n in counts.items())
+
+    def levels(alarms: list[dict]) -> str:
+        q = np.quantile([a["level"] for a in alarms], [0.25, 0.5, 0.75]) if alarms else [np.nan] * 3
+        return " / ".join(f"{v:.2f}" for v in q)
+
+    print(f"first detections {len(hits)}: {by_member(hits)}; top member's level, quartiles {levels(hits)}")
+    print(f"false alarms {len(false)}: {by_member(false)}; top member's level, quartiles {levels(false)}")
+    for d in GAPS:
+        near_h = sum(a["gap"] is not None and a["gap"] <= d for a in hits)
+        near_f = sum(a["gap"] is not None and a["gap"] <= d for a in false)
+        print(
+            f"  within {d:>4} rows of the previous alarm: first detections {near_h}/{len(hits)}, false alarms {near_f}/{len(false)}"
+        )
+    _write(args.json or OUT / f"alarms-{cache.label}-{args.part}.json", {"hits": hits, "false": false})
+    return 0
+
+
 # -- cv -------------------------------------------------------------------------------------------
 
 
@@ -259,6 +334,16 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--tolerance", type=float, default=1e-9, help="largest |score difference| accepted")
     r.add_argument("--json", help="summary file (default var/quality/replay-<label>.json)")
     r.set_defaults(fn=cmd_replay)
+    a = sub.add_parser("alarms", help="where a cached configuration's alarms fall: windows, members, spacing")
+    a.add_argument("--cache", help="cache directory (default var/quality/raws/recommended)")
+    a.add_argument(
+        "--part",
+        choices=("tune", "test", "all"),
+        default="tune",
+        help="files to look at (default tune: choices are made there; test only to report)",
+    )
+    a.add_argument("--json", help="the alarms (default var/quality/alarms-<label>-<part>.json)")
+    a.set_defaults(fn=cmd_alarms)
     v = sub.add_parser("cv", help="the selection protocol for a family of variants (tune only)")
     v.add_argument("family", help="Python file defining VARIANTS (see above)")
     v.add_argument("--cache", help="cache directory (default var/quality/raws/recommended)")

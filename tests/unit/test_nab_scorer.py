@@ -125,3 +125,44 @@ def test_silence_is_chosen_when_every_detection_loses():
     a[[40, 50, 60]] = 0.8  # three FPs before the window, window missed either way
     threshold, best = ns.optimise_threshold([ns.prepare("a", a, [WIN])], STD)
     assert math.isinf(threshold) and best == pytest.approx(-1.0)
+
+
+def test_points_lost_split_into_late_missed_and_false_alarms():
+    # a: hit in the window's middle (row 90) and a far false alarm (row 170); b: window missed;
+    # c: no window, a false alarm just after nothing (full cost, no window precedes it).
+    corpus = [
+        ns.prepare("a", scores_with(90, 170), [WIN]),
+        ns.prepare("b", np.zeros(N), [WIN]),
+        ns.prepare("c", scores_with(40), []),
+    ]
+    res = ns.evaluate_profile(corpus, "standard", STD, threshold=0.5)
+    middle = (2 / (1 + math.exp(-2.5)) - 1) / S_MINUS_1
+    # perfect - null = 2 windows * (tp + fn) = 4 raw units = 100 points, so 1 raw unit = 25 points
+    assert res.lost.late == pytest.approx(25 * (1 - middle))
+    assert res.lost.missed == pytest.approx(25 * 2)  # b's window: its tp forgone and its fn paid
+    assert res.lost.false == pytest.approx(25 * (0.11 + 0.11))
+    assert res.lost.late + res.lost.missed + res.lost.false == pytest.approx(100 - res.score)
+    a = res.per_series[0]
+    assert a.late == pytest.approx(1 - middle) and a.false_cost == pytest.approx(0.11)
+
+
+def test_a_false_alarm_just_after_a_window_is_a_small_loss():
+    res = ns.evaluate_profile([ns.prepare("a", scores_with(80, 102), [WIN])], "standard", STD, 0.5)
+    cost = -0.11 * (2 / (1 + math.exp(5 * 3 / 19)) - 1)  # 3 rows past the end, over width - 1
+    assert res.lost.late == pytest.approx(0.0, abs=1e-12)  # hit at the window's first row
+    assert res.lost.missed == 0.0
+    assert res.lost.false == pytest.approx(100 * cost / 2)
+
+
+@pytest.mark.parametrize("name", sorted(ns.PROFILES))
+def test_points_lost_add_up_to_the_distance_to_100_for_every_profile(name):
+    rng = np.random.default_rng(3)
+    corpus = [
+        ns.prepare(f"s{i}", rng.random(N) ** 8, [(60 + 10 * i, 79 + 10 * i), (150, 169)][: 1 + i % 2])
+        for i in range(6)
+    ]
+    res = ns.evaluate_profile(corpus, name, ns.PROFILES[name])  # optimised threshold
+    assert res.fp > 0 and res.tp > 0
+    lost = res.lost
+    assert min(lost.late, lost.missed, lost.false) >= 0
+    assert lost.late + lost.missed + lost.false == pytest.approx(100 - res.score)

@@ -118,6 +118,8 @@ def _result_dict(res: dict[str, nab_scorer.ProfileResult]) -> dict:
             "precision": r.precision,
             "recall": r.recall,
             "f1": r.f1,
+            # points of the normalised score lost, adding up to 100 - score (nab_scorer.Loss)
+            "points_lost": {"late": r.lost.late, "missed": r.lost.missed, "false": r.lost.false},
             "per_series": [
                 {
                     "series": p.key,
@@ -126,6 +128,8 @@ def _result_dict(res: dict[str, nab_scorer.ProfileResult]) -> dict:
                     "detected": p.tp,
                     "missed": p.fn,
                     "false_detections": p.fp,
+                    "lost_late": p.late,
+                    "false_cost": p.false_cost,
                 }
                 for p in r.per_series
             ],

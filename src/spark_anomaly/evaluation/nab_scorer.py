@@ -15,6 +15,8 @@ Pure functions over numpy arrays, no I/O.
 * Normalised score = 100 * (raw - null) / (perfect - null), null = ``-fn * windows`` (no
   detection at all), perfect = ``tp * windows``.
 * The threshold is chosen per profile to maximise the raw score summed over all series.
+* ``Loss`` splits 100 - score into points lost to late detections, to missed windows and to
+  detections outside windows, so a report says which of the three a detector should work on.
 """
 
 from __future__ import annotations
@@ -113,12 +115,19 @@ def prepare(key: str, scores: np.ndarray, windows: Sequence[tuple[int, int]]) ->
 
 @dataclass(frozen=True)
 class SeriesScore:
+    """``late`` and ``false_cost`` say where raw score was lost, in raw units (both >= 0):
+    ``late`` what the detected windows fell short of ``tp`` each (the earliest detection's
+    sigmoid value), ``false_cost`` what the detections outside windows cost. With the missed
+    windows' ``tp + fn`` each they add up to ``tp * windows - raw`` (see ``Loss``)."""
+
     key: str
     raw: float
     tp: int  # windows detected
     fn: int  # windows missed
     fp: int  # detections outside windows
     windows: int
+    late: float = 0.0
+    false_cost: float = 0.0
 
 
 def score_series(rows: ScoringRows, profile: Profile, threshold: float) -> SeriesScore:
@@ -127,15 +136,21 @@ def score_series(rows: ScoringRows, profile: Profile, threshold: float) -> Serie
     out = ~(rows.window >= 0)
     fp_rows = det & out
     raw = float(profile.fp * rows.value[fp_rows].sum())
+    false_cost = -raw
     tp = 0
+    late = 0.0
     for w in np.unique(rows.window[rows.window >= 0]):
         hit = det & (rows.window == w)
         if hit.any():
             tp += 1
-            raw += profile.tp * float(rows.value[hit].max())  # the earliest detection is worth most
+            best = float(rows.value[hit].max())  # the earliest detection is worth most
+            raw += profile.tp * best
+            late += profile.tp * (1.0 - best)
         else:
             raw -= profile.fn
-    return SeriesScore(rows.key, raw, tp, rows.n_windows - tp, int(fp_rows.sum()), rows.n_windows)
+    return SeriesScore(
+        rows.key, raw, tp, rows.n_windows - tp, int(fp_rows.sum()), rows.n_windows, late, false_cost
+    )
 
 
 def _events(rows: ScoringRows, profile: Profile) -> tuple[np.ndarray, np.ndarray]:
@@ -197,6 +212,32 @@ def normalise(raw: float, null: float, perfect: float) -> float:
 
 
 @dataclass(frozen=True)
+class Loss:
+    """Where a normalised score's distance to 100 went, in points (the three add up to 100 - score):
+    ``late``: windows detected after their start (a detection at the labelled point, the window's
+    middle, keeps 0.86 of a window); ``missed``: windows never detected (each loses its tp and
+    costs its fn); ``false``: detections outside every window."""
+
+    late: float
+    missed: float
+    false: float
+
+
+def loss(per: Sequence[SeriesScore], profile: Profile) -> Loss:
+    windows = sum(p.windows for p in per)
+    span = (profile.tp + profile.fn) * windows  # perfect - null
+    if span == 0:
+        nan = float("nan")
+        return Loss(nan, nan, nan)
+    missed = (profile.tp + profile.fn) * sum(p.fn for p in per)
+    return Loss(
+        100.0 * sum(p.late for p in per) / span,
+        100.0 * missed / span,
+        100.0 * sum(p.false_cost for p in per) / span,
+    )
+
+
+@dataclass(frozen=True)
 class ProfileResult:
     profile: str
     threshold: float
@@ -209,6 +250,7 @@ class ProfileResult:
     recall: float
     f1: float
     per_series: tuple[SeriesScore, ...]
+    lost: Loss
 
 
 def evaluate_profile(
@@ -231,7 +273,18 @@ def evaluate_profile(
     recall = tp / (tp + fn) if tp + fn else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     return ProfileResult(
-        name, threshold, raw, normalise(raw, null, perfect), tp, fn, fp, precision, recall, f1, per
+        name,
+        threshold,
+        raw,
+        normalise(raw, null, perfect),
+        tp,
+        fn,
+        fp,
+        precision,
+        recall,
+        f1,
+        per,
+        loss(per, profile),
     )
 
 

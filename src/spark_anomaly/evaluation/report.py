@@ -88,17 +88,27 @@ def fmt_threshold(t: float) -> str:
     return "never" if math.isinf(t) else f"{t:.6g}"
 
 
+def fmt_lost(r: ProfileResult) -> str:
+    """The standard score's distance to 100 as late / missed / false-alarm points."""
+    lost = r.lost
+    return f"{lost.late:.1f} / {lost.missed:.1f} / {lost.false:.1f}"
+
+
+LOST_HEADER = "standard points lost: late / missed / false alarms"
+
+
 def score_table_md(rows: list[tuple[str, dict[str, ProfileResult]]]) -> str:
     lines = [
-        "| detector | standard | reward_low_FP_rate | reward_low_FN_rate | precision | recall | F1 | threshold (standard) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| detector | standard | reward_low_FP_rate | reward_low_FN_rate | precision | recall | F1 | "
+        f"threshold (standard) | {LOST_HEADER} |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for label, res in rows:
         st = res["standard"]
         lines.append(
             f"| {label} | {st.score:.1f} | {res['reward_low_FP_rate'].score:.1f} | "
             f"{res['reward_low_FN_rate'].score:.1f} | {st.precision:.3f} | {st.recall:.3f} | {st.f1:.3f} | "
-            f"{fmt_threshold(st.threshold)} |"
+            f"{fmt_threshold(st.threshold)} | {fmt_lost(st)} |"
         )
     return "\n".join(lines)
 
@@ -119,7 +129,8 @@ def write_page(
         "<h1>Detection quality (NAB scoring)</h1>",
         f"<p>Command: <code>{html.escape(command)}</code></p>",
         "<table><tr><th>detector</th><th>standard</th><th>reward_low_FP_rate</th><th>reward_low_FN_rate</th>"
-        "<th>precision</th><th>recall</th><th>F1</th><th>threshold (standard)</th></tr>",
+        "<th>precision</th><th>recall</th><th>F1</th><th>threshold (standard)</th>"
+        f"<th>{LOST_HEADER}</th></tr>",
     ]
     for label, res in rows:
         st = res["standard"]
@@ -127,30 +138,33 @@ def write_page(
             f"<tr><td><a href='#{html.escape(label)}'>{html.escape(label)}</a></td><td>{st.score:.1f}</td>"
             f"<td>{res['reward_low_FP_rate'].score:.1f}</td><td>{res['reward_low_FN_rate'].score:.1f}</td>"
             f"<td>{st.precision:.3f}</td><td>{st.recall:.3f}</td><td>{st.f1:.3f}</td>"
-            f"<td>{fmt_threshold(st.threshold)}</td></tr>"
+            f"<td>{fmt_threshold(st.threshold)}</td><td>{fmt_lost(st)}</td></tr>"
         )
     hp.append("</table>")
     for label, res in rows:
         st = res["standard"]
         md += [
             f"## {label}\n",
-            "| series | windows | detected | missed | false detections | raw (standard) | plot |",
-            "|---|---:|---:|---:|---:|---:|---|",
+            "| series | windows | detected | missed | false detections | raw (standard) | lost late | false cost | plot |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---|",
         ]
         hp += [
             f"<h2 id='{html.escape(label)}'>{html.escape(label)}</h2>",
             "<table><tr><th>series</th><th>windows</th><th>detected</th><th>missed</th>"
-            "<th>false detections</th><th>raw (standard)</th></tr>",
+            "<th>false detections</th><th>raw (standard)</th><th>lost late</th><th>false cost</th></tr>",
         ]
         for p in st.per_series:
             img = images.get(label, {}).get(p.key)
             rel = img.relative_to(out).as_posix() if img else ""
             link = f"[png]({rel})" if img else ""
-            md.append(f"| {p.key} | {p.windows} | {p.tp} | {p.fn} | {p.fp} | {p.raw:.3f} | {link} |")
+            md.append(
+                f"| {p.key} | {p.windows} | {p.tp} | {p.fn} | {p.fp} | {p.raw:.3f} | {p.late:.3f} | "
+                f"{p.false_cost:.3f} | {link} |"
+            )
             name = f"<a href='{html.escape(rel)}'>{html.escape(p.key)}</a>" if img else html.escape(p.key)
             hp.append(
                 f"<tr><td>{name}</td><td>{p.windows}</td><td>{p.tp}</td><td>{p.fn}</td><td>{p.fp}</td>"
-                f"<td>{p.raw:.3f}</td></tr>"
+                f"<td>{p.raw:.3f}</td><td>{p.late:.3f}</td><td>{p.false_cost:.3f}</td></tr>"
             )
         hp.append("</table>")
         for p in st.per_series:
