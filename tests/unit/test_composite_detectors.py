@@ -159,3 +159,23 @@ def test_a_few_readings_step_one_by_one_with_the_column_path_s_numbers(key):
         assert a["reason"].dtype == b["reason"].dtype == object
         state = few.get_state()
         at += size
+
+
+def test_calibrated_state_holds_its_history_oldest_first_and_restores_it():
+    """The saved history is the last ``history`` raws oldest first (the layout checkpoints hold),
+    after it wrapped more than twice; a core restored from it carries on with the same numbers."""
+    from spark_anomaly.detectors._composite import band_deviation
+
+    params = {**CAL, "history": 450}
+    inner = registry.build("normal").process(X, TS)
+    raws = band_deviation(X, inner["lower"].to_numpy(), inner["upper"].to_numpy(), 1e3)
+    core = registry.build("calibrated", params)
+    core.process(X[:1100], TS[:1100])
+    state = core.get_state()
+    np.testing.assert_array_equal(state["long"], raws[1100 - 450 : 1100])  # short_window 1: the raws
+    assert state["sum"] == pytest.approx(raws[650:1100].sum())
+    again = registry.build("calibrated", params)
+    again.set_state({**state, "long": list(state["long"])})  # any sequence, as older states held
+    want = core.process(X[1100:], TS[1100:])
+    got = again.process(X[1100:], TS[1100:])
+    np.testing.assert_array_equal(got["score"].to_numpy(), want["score"].to_numpy())

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+import pickle
 
 import numpy as np
 import pandas as pd
@@ -106,3 +108,22 @@ def test_state_of_another_table_size_is_rejected():
 def test_bad_configuration_is_rejected(params):
     with pytest.raises(ValueError):
         build("novelty", params)
+
+
+def test_state_restores_the_same_from_pickle_and_from_json():
+    rng = np.random.default_rng(9)
+    xs = rng.normal(0.0, 1.0, 400)
+    cfg = NoveltyConfig(bins=12, order=3, table_size=512)
+    det = NoveltyDetector(cfg, PRIOR)
+    det.process(xs[:300], np.arange(300))
+    state = det.get_state()
+    assert len(state["counts"]) > 50
+    via_pickle = NoveltyDetector(cfg, PRIOR)
+    via_pickle.set_state(pickle.loads(pickle.dumps(state)))
+    via_json = NoveltyDetector(cfg, PRIOR)
+    via_json.set_state(json.loads(json.dumps(state)))  # slots become strings
+    assert via_json.get_state() == via_pickle.get_state() == state
+    rest = np.arange(300, 400)
+    expected = det.process(xs[300:], rest)
+    pd.testing.assert_frame_equal(via_pickle.process(xs[300:], rest), expected)
+    pd.testing.assert_frame_equal(via_json.process(xs[300:], rest), expected)

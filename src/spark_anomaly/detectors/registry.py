@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 from typing import Any
 
@@ -32,6 +33,7 @@ def names() -> list[str]:
     return sorted(_DETECTORS)
 
 
+@functools.cache  # the table is fixed: a restore builds ~10 cores of recommended per series
 def detector_class(name: str) -> type[Detector]:
     try:
         target = _DETECTORS[name]
@@ -45,13 +47,18 @@ def make_config(name: str, params: dict[str, Any] | None = None) -> Any:
     """The detector's config dataclass from a dict, rejecting unknown keys with a clear error."""
     cfg_cls = detector_class(name).config_cls
     params = dict(params or {})
-    known = {f.name for f in dataclasses.fields(cfg_cls)}
+    known = _fields(cfg_cls)
     unknown = sorted(set(params) - known)
     if unknown:
         raise ValueError(
             f"detector {name!r} has no parameter(s) {', '.join(unknown)}; it takes: {', '.join(sorted(known))}"
         )
     return cfg_cls(**params)
+
+
+@functools.cache
+def _fields(cfg_cls: type) -> frozenset[str]:
+    return frozenset(f.name for f in dataclasses.fields(cfg_cls))
 
 
 def build(name: str, params: dict[str, Any] | Any = None, prior: SeriesPrior | None = None) -> Detector:
