@@ -29,6 +29,7 @@ import json
 import os
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,7 @@ import pandas as pd
 from spark_anomaly.detector_specs import resolve
 from spark_anomaly.evaluation import replica, selection
 from spark_anomaly.evaluation.nab_data import load_windows, read_series, resolve_files, split_files
+from spark_anomaly.evaluation.nab_scorer import ScoringRows
 from spark_anomaly.evaluation.runner import prior_from_probation
 
 DATA_ENV = "SPARK_ANOMALY_NAB_DATA"
@@ -155,7 +157,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 GAPS = (300, 500, 1000, 2000)
 
 
-def alarm_table(f: replica.CachedSeries, r) -> list[dict]:
+def alarm_table(f: replica.CachedSeries, r: ScoringRows) -> list[dict]:
     """Every scored alarm of one file: row, window (-1 outside), first in its window, the member
     with the highest calibrated score there, that score, and the rows since the previous alarm."""
     _, alarms = f.replay()
@@ -203,8 +205,7 @@ def cmd_alarms(args: argparse.Namespace) -> int:
         )
 
     def by_member(alarms: list[dict]) -> str:
-        counts = pd.Series([a["member"] for a in alarms], dtype=object).value_counts()
-        return ", ".join(f"{m} {n}" for m, n in counts.items())
+        return ", ".join(f"{m} {n}" for m, n in Counter(a["member"] for a in alarms).most_common())
 
     def levels(alarms: list[dict]) -> str:
         q = np.quantile([a["level"] for a in alarms], [0.25, 0.5, 0.75]) if alarms else [np.nan] * 3

@@ -74,6 +74,7 @@ def test_output_layout_and_files_without_windows(tree, tmp_path):
     std = summary["detectors"]["normal"]["results"]["standard"]
     assert std["detected_windows"] + std["missed_windows"] == 1
     assert sum(std["points_lost"].values()) == pytest.approx(100 - std["score"])
+    # one window: perfect - null = 2 raw units = 100 points, so a raw unit is 50 points
     assert sum(p["false_cost"] for p in std["per_series"]) == pytest.approx(std["points_lost"]["false"] / 50)
     assert {p["series"] for p in std["per_series"]} == {
         "catA/spiky.csv",

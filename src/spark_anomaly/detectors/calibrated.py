@@ -80,8 +80,9 @@ class _Ring:
 def pack_history(values: np.ndarray) -> np.ndarray | dict[str, Any]:
     """The history as saved: sparse when at least three quarters of it are +0.0 (an ``excess`` raw
     on a series that stays inside its band: recommended's record member, a sixth of its state).
-    The stream moves every touched series' state through the state store each micro-batch, at
-    roughly 20 ms per MB between the JVM and Python, so bytes saved there are time saved."""
+    The stream moves every touched series' state through the state store and into Python each
+    micro-batch, and that costs per byte (PySpark's decoding of the state row alone: 22 ms per MB;
+    docs/benchmarks-notes.md), so bytes saved there are time saved."""
     at = np.flatnonzero((values != 0.0) | np.signbit(values))  # -0.0 is kept as a value
     if 4 * len(at) > len(values):
         return values

@@ -126,8 +126,8 @@ class SeriesScore:
     fn: int  # windows missed
     fp: int  # detections outside windows
     windows: int
-    late: float = 0.0
-    false_cost: float = 0.0
+    late: float
+    false_cost: float
 
 
 def score_series(rows: ScoringRows, profile: Profile, threshold: float) -> SeriesScore:
@@ -223,9 +223,8 @@ class Loss:
     false: float
 
 
-def loss(per: Sequence[SeriesScore], profile: Profile) -> Loss:
-    windows = sum(p.windows for p in per)
-    span = (profile.tp + profile.fn) * windows  # perfect - null
+def loss(per: Sequence[SeriesScore], profile: Profile, span: float) -> Loss:
+    """``span``: perfect - null of the same corpus (``null_and_perfect``), i.e. 100 points."""
     if span == 0:
         nan = float("nan")
         return Loss(nan, nan, nan)
@@ -284,7 +283,7 @@ def evaluate_profile(
         recall,
         f1,
         per,
-        loss(per, profile),
+        loss(per, profile, perfect - null),
     )
 
 
