@@ -56,7 +56,7 @@ bench bench-quick: setup
 # Detection quality on the NAB layout (default: the development split beside this repo).
 NAB_DATA ?= ../shared/nab
 EVAL_OUT ?= var/evaluate
-EVAL_DETECTORS = zscore zscore-best normal normal-best ema ema-best robust robust-best kmeans kmeans-best cad cad-best ensemble-cad-normal ensemble-zscore-normal ensemble-zscore-normal-delta ensemble-range-normal-delta ensemble-range-normal-delta-novelty ensemble-range-delta-novelty-knn recommended
+EVAL_DETECTORS = zscore zscore-best normal normal-best ema ema-best robust robust-best kmeans kmeans-best cad cad-best ensemble-cad-normal ensemble-zscore-normal ensemble-zscore-normal-delta ensemble-range-normal-delta ensemble-range-normal-delta-novelty ensemble-range-delta-novelty-knn ensemble-record-delta-novelty-knn recommended
 evaluate: setup
 	$(PY) jobs/evaluate.py --data $(NAB_DATA) --out $(EVAL_OUT)/benchmark --oos \
 	  $(addprefix --detector ,$(EVAL_DETECTORS)) --thresholds-out $(EVAL_OUT)/benchmark/thresholds-all.json

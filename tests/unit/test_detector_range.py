@@ -115,6 +115,7 @@ NAMED = {
     "ensemble-zscore-normal-delta": 3,
     "ensemble-range-normal-delta-novelty": 7,
     "ensemble-range-delta-novelty-knn": 7,
+    "ensemble-record-delta-novelty-knn": 7,
     "recommended": 7,
 }
 
@@ -149,6 +150,7 @@ def test_recommended_in_micro_batches_through_the_stream_driver_equals_one_run()
     dets = bind([DetectorSpec(spec["detector"], spec["params"])])
     rng = np.random.default_rng(9)
     xs = rng.normal(3.0, 0.5, 700)
+    xs[300:350] = 3.0  # a stuck sensor across seven batches: flatline's run lives in the state
     xs[600] = 12.0
     ts = np.arange(700, dtype=np.int64) * 60_000
     prior = SeriesPrior(n=100, mean=3.0, m2=25.0, min=1.0, max=5.0)
@@ -160,3 +162,6 @@ def test_recommended_in_micro_batches_through_the_stream_driver_equals_one_run()
         parts.append(res[0][1])
     pd.testing.assert_frame_equal(pd.concat(parts, ignore_index=True), whole[0][1])
     assert whole[0][1]["is_anomaly"].iloc[600]
+    stuck = whole[0][1].iloc[300:350]
+    assert stuck["is_anomaly"].tolist() == [i == 37 for i in range(50)]  # run 38 > 1.25 x 30
+    assert "flat for 38 readings" in stuck["reason"].iloc[37]

@@ -2,7 +2,7 @@
 
 The selection rounds score variants on the replica only, so it has to give the real detector's
 final scores and alarm rows: here on synthetic five-minute series with daily cycles, spikes, a
-level shift and a burst of volatility, replayed by the evaluation runner (fresh cores, prior from
+level shift, a burst of volatility and a stuck spell, replayed by the evaluation runner (fresh cores, prior from
 the probationary rows), and by the replica over the same members' raws.
 """
 
@@ -27,6 +27,8 @@ def synthetic(seed: int, n: int) -> LabelledSeries:
     b = int(0.8 * n)
     x[b : b + 60] += rng.normal(0, 3, 60)  # a burst of volatility
     x[int(0.3 * n)] = np.nan  # a missing reading: no raw, not learned
+    s = int(0.55 * n)
+    x[s : s + 45] = x[s]  # a stuck sensor: 45 identical readings (flatline's member)
     ts = np.datetime64("2026-01-01T00:00:00", "ns") + t * np.timedelta64(FIVE_MIN_NS, "ns")
     return LabelledSeries(key=f"synthetic/s{seed}.csv", timestamps=ts, values=x)
 
@@ -46,8 +48,11 @@ def test_replica_equals_the_real_recommended(spec, config, seed, n):
     series = synthetic(seed, n)
     real = replay(spec, series).anomaly_score
     raws, info = replica.member_raws(config, series.values, series.ts_ms, prior_from_probation(series.values))
-    assert list(raws) == ["record", "delta", "novelty", "knn"]
+    assert list(raws) == ["record", "delta", "novelty", "knn", "flatline"]
     assert info["knn"] == {"spacing": 9}  # one day / (5 min x 32 readings)
+    # the plain member is cached as its own score: 1 once, when the stuck run reaches 38 readings
+    # (more than 1.25 x 30; noise before it has no earlier run that long)
+    assert np.flatnonzero(raws["flatline"]).tolist() == [int(0.55 * n) + 37]
     out, alarms = config.replay(raws)
     assert np.allclose(out, real, rtol=0, atol=1e-9)
     assert alarms == np.flatnonzero(real >= config.threshold).tolist()
@@ -97,10 +102,20 @@ def test_cache_round_trip(tmp_path, config):
     [
         ({"ms": 1000}, "event time"),
         ({"params": {"combine": "mean", "members": ["normal"]}}, "combine max"),
-        ({"params": {"members": [{"detector": "normal"}]}}, "calibrated"),
+        ({"params": {"members": [{"detector": "calibrated", "params": {"detector": "zscore"}}]}}, "auto"),
+        ({"params": {"members": [{"detector": "flatline", "params": {"factor": 0.5}}]}}, "factor"),
     ],
 )
 def test_config_outside_the_replica_is_refused(spec, change, match):
     params = {**spec.params, **change}
     with pytest.raises(ValueError, match=match):
         replica.ReplicaConfig.from_spec(spec.detector, params)
+
+
+def test_a_plain_member_is_used_as_it_scores(config):
+    flat = config.member("flatline")
+    assert flat.config is None
+    raw = np.array([0.0, np.nan, 1.0, 0.0])
+    assert flat.calibrate(raw).tolist() == [0.0, 0.0, 1.0, 0.0]
+    with pytest.raises(ValueError, match="not calibrated"):
+        flat.calibrate(raw, short_window=5)

@@ -8,6 +8,7 @@ computed once by the real cores (:func:`member_raws`, cached per file by
 
 * :func:`calibrate`: the mean of the last ``short_window`` finite raws, against the mean/sd of the
   last ``history`` such means before it, as a Gaussian tail mapped to [0, 1] (CalibratedDetector);
+  a member that is not calibrated (``flatline`` in ``recommended``) is cached as its own score;
 * :func:`ensemble_max`: the max of the member scores (EnsembleDetector, combine max);
 * :func:`suppress`: one alarm at ``threshold``, then ``rows`` readings reported as 0
   (SuppressionDetector, ``ms`` = 0).
@@ -29,8 +30,10 @@ from typing import Any
 import numpy as np
 from scipy.special import erfc
 
+from spark_anomaly.detectors._composite import build_member, member_spec
 from spark_anomaly.detectors.calibrated import CalibratedConfig
 from spark_anomaly.detectors.ensemble import EnsembleConfig
+from spark_anomaly.detectors.registry import make_config
 from spark_anomaly.detectors.suppression import SuppressionConfig
 
 # -- the numeric core -----------------------------------------------------------------------------
@@ -130,14 +133,23 @@ def suppress(
 
 @dataclass(frozen=True)
 class Member:
-    """One calibrated member: its name in the cache and its calibration settings."""
+    """One member: its name in the cache and its calibration settings.
+
+    ``config`` None: a plain member, used as it scores (its cached "raw" is its score), whose
+    ``{detector, params}`` are in ``spec``.
+    """
 
     name: str
-    config: CalibratedConfig
+    config: CalibratedConfig | None
+    spec: dict[str, Any] = field(default_factory=dict)
 
     def calibrate(self, raw: np.ndarray, **overrides: Any) -> np.ndarray:
         """This member's calibrated score; ``overrides`` change calibrate()'s settings (variants)."""
         c = self.config
+        if c is None:
+            if overrides:
+                raise ValueError(f"member {self.name!r} is not calibrated: no {', '.join(overrides)}")
+            return np.nan_to_num(np.asarray(raw, dtype=float), nan=0.0)
         kw = dict(
             short_window=c.short_window,
             history=c.history,
@@ -175,7 +187,7 @@ class ReplicaConfig:
         """Parse a configuration through the cores' own config classes (same defaults and checks).
 
         Only what the replica reproduces is accepted: suppression by rows over an ensemble max of
-        calibrated members with a fixed raw (not ``auto``).
+        members that are calibrated with a fixed raw (not ``auto``), or plain (used as they score).
         """
         where = "replica"
         if detector != "suppression":
@@ -191,14 +203,18 @@ class ReplicaConfig:
         members: list[Member] = []
         names: list[str] = []
         for spec in ens.members:
-            if not isinstance(spec, dict) or spec.get("detector") != "calibrated":
-                raise ValueError(f"{where}: every ensemble member must be calibrated, got {spec!r}")
-            cal = CalibratedConfig(**(spec.get("params") or {}))
-            if cal.raw == "auto":
-                raise ValueError(f"{where}: calibrated raw 'auto' is not replicated; name the raw")
-            name = cal.detector if cal.detector not in names else f"{cal.detector}#{len(names)}"
+            detector_name, member_params = member_spec(spec, f"{where}: ensemble member")
+            if detector_name == "calibrated":
+                cal: CalibratedConfig | None = CalibratedConfig(**member_params)
+                if cal.raw == "auto":
+                    raise ValueError(f"{where}: calibrated raw 'auto' is not replicated; name the raw")
+                base = cal.detector
+            else:
+                make_config(detector_name, member_params)  # the core's own checks, now
+                cal, base = None, detector_name
+            name = base if base not in names else f"{base}#{len(names)}"
             names.append(name)
-            members.append(Member(name, cal))
+            members.append(Member(name, cal, {"detector": detector_name, "params": member_params}))
         return cls(
             tuple(members),
             sup.threshold,
@@ -234,10 +250,15 @@ def member_raws(
     raws: dict[str, np.ndarray] = {}
     info: dict[str, dict[str, Any]] = {}
     for m in config.members:
-        cal = CalibratedDetector(m.config, prior)
-        out = cal.inner.process(values, ts)
-        raws[m.name] = np.asarray(cal._raws(values, out), dtype=float)
-        state = cal.inner.get_state()
+        if m.config is None:  # a plain member: its score is what the ensemble takes
+            core = build_member(m.spec, prior, f"replica member {m.name}")
+            raws[m.name] = np.asarray(core.process(values, ts)["score"], dtype=float)
+            state = core.get_state()
+        else:
+            cal = CalibratedDetector(m.config, prior)
+            out = cal.inner.process(values, ts)
+            raws[m.name] = np.asarray(cal._raws(values, out), dtype=float)
+            state = cal.inner.get_state()
         info[m.name] = {k: int(state[k]) for k in GEOMETRY if isinstance(state, dict) and k in state}
     return raws, info
 
