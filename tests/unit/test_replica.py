@@ -2,8 +2,8 @@
 
 The selection rounds score variants on the replica only, so it has to give the real detector's
 final scores and alarm rows: here on synthetic five-minute series with daily cycles, spikes, a
-level shift, a burst of volatility and a stuck spell, replayed by the evaluation runner (fresh cores, prior from
-the probationary rows), and by the replica over the same members' raws.
+level shift, a burst of volatility and a stuck spell, replayed by the evaluation runner (fresh
+cores, prior from the probationary rows), and by the replica over the same members' raws.
 """
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""A numpy replica of suppression(ensemble max(calibrated members)) over the members' raws.
+"""A numpy replica of suppression(ensemble max(members)) over the members' raws.
 
 Detector selection (docs/benchmarks-quality.md, rounds 4-8) scores hundreds of variants of the
 alarm logic. Re-running the cores for each would take minutes per variant; the members' raws (what
@@ -241,7 +241,7 @@ def member_raws(
     """Each member's raw input to calibration from the real cores, and what its core decided.
 
     The raw is the calibrated core's own ``_raws`` of its wrapped core's output, so it is exactly
-    what the core calibrates. The second mapping holds, per member, the plain values of the wrapped
+    what the core calibrates; a plain member's is its score, which the ensemble takes as it is. The second mapping holds, per member, the plain values of the wrapped
     core's final state that describe its geometry (knn's ``spacing``), for variants that need them.
     """
     from spark_anomaly.detectors.calibrated import CalibratedDetector
