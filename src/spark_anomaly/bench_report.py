@@ -238,8 +238,8 @@ def _scale(results: dict[str, dict]) -> list[str]:
         out += [
             "Stateful detector state per series: pickled `get_state()` of each core after "
             + " and ".join(f"{m:,}" for m in marks)
-            + " one-minute readings of one series (default parameters), the bytes the state store "
-            "keeps per series and detector:",
+            + " one-minute readings of one series with two decimals, like the load generator's "
+            "(default parameters), the bytes the state store keeps per series and detector:",
             "",
             "| detector | " + " | ".join(st) + " |",
             "|---|" + "---:|" * len(st),

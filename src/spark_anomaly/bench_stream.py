@@ -413,7 +413,8 @@ def state_bytes(
     names: Sequence[str], readings: Sequence[int] = (2_000, 8_000), seed: int = 3
 ) -> dict[str, dict[str, Any]]:
     """Pickled ``get_state()`` size of each stateful core (a registry name or a named
-    configuration) after each of ``readings`` readings of one one-minute series: early on, and
+    configuration) after each of ``readings`` readings of one one-minute series (two decimals,
+    like the load generator's): early on, and
     once every bounded history is full (knn's ring, on one-minute readings, after about 6,000).
     ``bytes_per_series`` / ``readings_seen``: the first of them."""
     from .detector_specs import registry_params
@@ -422,7 +423,9 @@ def state_bytes(
 
     marks = sorted(readings)
     rng = np.random.default_rng(seed)
-    x = 20 + rng.normal(0, 2, marks[-1])
+    # two decimals, as the load generator's JSON readings are ("temp": 21.03): knn's ring saves
+    # such readings as int16 (detectors/decimal_pack.py); full-precision values stay float64
+    x = np.round(20 + rng.normal(0, 2, marks[-1]), 2)
     ts = 1_536_710_400_000 + np.arange(marks[-1], dtype=np.int64) * 60_000
     prior = SeriesPrior(n=10_000, mean=20.0, m2=4.0 * 9_999, min=10.0, max=30.0)
     out = {}

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from spark_anomaly.detectors import RESULT_COLUMNS, SeriesPrior, build
+from spark_anomaly.detectors.decimal_pack import unpack_decimals
 from spark_anomaly.detectors.knn import KnnConfig, KnnDetector, _blocks, pairwise_sum, shared_sums
 
 from .resume_check import assert_resumes_identically
@@ -70,7 +71,7 @@ def test_invalid_value_is_reported_not_stored():
     run(det, [1.0, 2.0, 3.0])
     v = det.process_one(float("nan"), 3)
     assert v.reason == "invalid value" and not v.is_anomaly and v.score == 0.0
-    assert list(det.get_state()["recent"]) == [1.0, 2.0, 3.0]
+    assert list(unpack_decimals(det.get_state()["recent"])) == [1.0, 2.0, 3.0]
 
 
 def test_without_a_prior_the_warm_up_learns_the_range_first():
@@ -225,3 +226,18 @@ def test_a_batch_longer_than_the_ring_equals_one_by_one():
     pd.testing.assert_frame_equal(whole, one, check_exact=True)
     np.testing.assert_array_equal(batched.get_state()["recent"], xs[-17:])
     np.testing.assert_array_equal(single.get_state()["recent"], xs[-17:])
+
+
+def test_a_ring_of_short_decimals_is_saved_as_integers_and_resumes_identically():
+    """Readings parsed from "21.03"-like text: the saved ring is int16 (a quarter of the bytes)."""
+    rng = np.random.default_rng(8)
+    n = 900
+    xs = np.round(5 + 3 * np.sin(2 * np.pi * np.arange(n) / 96.0) + rng.normal(0.0, 0.3, n), 2)
+    ts = np.arange(n) * 900_000
+    cfg = KnnConfig(window=12, references=40, stride=3, k=2)
+    det = KnnDetector(cfg, PRIOR)
+    det.process(xs, ts)
+    saved = det.get_state()["recent"]
+    assert saved["decimals"] == 2 and saved["ints"].dtype == np.int16
+    assert len(saved["ints"]) == 90 + 39 * 3 + 89
+    assert_resumes_identically(lambda: KnnDetector(cfg, PRIOR), xs, ts, (40, 150, 600))

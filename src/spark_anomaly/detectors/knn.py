@@ -19,7 +19,8 @@ calibrated), probability = score, is_anomaly = distance >= ``anomaly_distance``.
 until ``k`` complete references exist. No band.
 
 State: the last gap + (references - 1) * stride + span readings (a bounded ring; 4552 floats for
-the defaults on five-minute readings) and the range. Work per reading: references x window
+the defaults on five-minute readings; saved as scaled integers when they are short decimals,
+``decimal_pack``) and the range. Work per reading: references x window
 squared differences (16 000 for the defaults, 20 us one at a time); a batch of readings shares
 them between its overlapping patterns (one squared difference per reading and reference, then
 block sums by halves), 4-5 us per reading on NAB's series.
@@ -38,6 +39,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from .base import NAN, Detector, SeriesPrior, Step, Verdict, frame_from_rows
 from .checks import require_ints, require_positive
+from .decimal_pack import pack_decimals, unpack_decimals
 from .trained_range import TrainedRange
 
 
@@ -372,7 +374,7 @@ class KnnDetector(Detector):
             "spacing": self._spacing,
             "ts": list(self._ts),
             "pending": list(self._pending),
-            "recent": recent,
+            "recent": pack_decimals(recent),
         }
 
     def set_state(self, state: dict[str, Any]) -> None:
@@ -384,7 +386,7 @@ class KnnDetector(Detector):
             pending, self._pending = self._pending, []
             self._decide(spacing)
             # the ring as pushing ``recent`` one by one would leave it (at most one ring's worth)
-            recent = np.asarray(state["recent"], dtype=float).ravel()[-self._size :]
+            recent = unpack_decimals(state["recent"]).ravel()[-self._size :]
             k = len(recent)
             self._buf[:k] = recent
             self._buf[self._size : self._size + k] = recent

@@ -1,0 +1,68 @@
+"""Readings saved as scaled integers when they are short decimals: a smaller state row.
+
+Sensor readings mostly arrive as decimal text with a few digits (``21.03``), and the parsed
+value is the double nearest to that decimal. Such a value v equals rint(v * 10**d) / 10**d
+bit for bit for its number of decimals d (10**d is exact and IEEE division is correctly
+rounded, so the quotient is again the double nearest to the decimal). A run of such readings
+therefore saves as int16 or int32 plus d, and restores to the same bits. The stream moves every
+touched series' state through the state store and into Python each micro-batch, at a cost per
+byte (docs/benchmarks-notes.md), and a ring of readings is the largest single part of
+recommended's state (knn: 48 kB of 135 kB a series on one-minute load-generator readings,
+12 kB as int16). Whatever does not restore bit for bit (more than ``MAX_DECIMALS`` decimals, too
+large for int32, a -0.0) is saved as float64, as before.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+MAX_DECIMALS = 6
+_PROBE = 64  # readings the number of decimals is guessed from before the whole run is checked
+_INT16 = np.iinfo(np.int16).max
+_INT32 = np.iinfo(np.int32).max
+
+
+def _pack_at(v: np.ndarray, decimals: int) -> dict[str, Any] | None:
+    scale = 10.0**decimals
+    with np.errstate(invalid="ignore", over="ignore"):
+        q = np.rint(v * scale)
+        top = np.abs(q).max()
+    if not top <= _INT32:  # also NaN and inf
+        return None
+    ints = q.astype(np.int16 if top <= _INT16 else np.int32)
+    back = ints / scale  # what unpack_decimals computes
+    if not np.array_equal(back.view(np.int64), v.view(np.int64)):  # bits, so -0.0 counts
+        return None
+    return {"decimals": decimals, "ints": ints}
+
+
+def _exact(v: np.ndarray, decimals: int) -> bool:
+    """Whether every value has at most ``decimals`` decimals (no integer range involved)."""
+    scale = 10.0**decimals
+    with np.errstate(invalid="ignore", over="ignore"):
+        back = np.rint(v * scale) / scale
+    return np.array_equal(back.view(np.int64), v.view(np.int64))
+
+
+def pack_decimals(values: np.ndarray) -> np.ndarray | dict[str, Any]:
+    """``values`` as ``{"decimals": d, "ints": int16/int32}`` when that restores them bit for bit
+    with the fewest decimals, else as a float64 array."""
+    v = np.ascontiguousarray(values, dtype=float)
+    probe = v[-_PROBE:]
+    if not len(v) or not _exact(probe, MAX_DECIMALS):  # continuous data: one look and out
+        return v
+    fewest = next(d for d in range(MAX_DECIMALS + 1) if _exact(probe, d))
+    for d in range(fewest, MAX_DECIMALS + 1):  # older readings may carry more decimals
+        packed = _pack_at(v, d)
+        if packed is not None:
+            return packed
+    return v
+
+
+def unpack_decimals(saved: Any) -> np.ndarray:
+    """:func:`pack_decimals` undone; float arrays and sequences (earlier layouts) as they are."""
+    if isinstance(saved, dict):
+        return np.asarray(saved["ints"]) / 10.0 ** int(saved["decimals"])
+    return np.asarray(saved, dtype=float)
