@@ -424,7 +424,7 @@ def state_bytes(
     marks = sorted(readings)
     rng = np.random.default_rng(seed)
     # two decimals, as the load generator's JSON readings are ("temp": 21.03): knn's ring saves
-    # such readings as int16 (detectors/decimal_pack.py); full-precision values stay float64
+    # such readings as int16 (detectors/state_arrays.py); full-precision values stay float64
     x = np.round(20 + rng.normal(0, 2, marks[-1]), 2)
     ts = 1_536_710_400_000 + np.arange(marks[-1], dtype=np.int64) * 60_000
     prior = SeriesPrior(n=10_000, mean=20.0, m2=4.0 * 9_999, min=10.0, max=30.0)

@@ -182,7 +182,7 @@ def test_calibrated_state_holds_its_history_oldest_first_and_restores_it():
 
 
 def test_a_mostly_zero_history_is_saved_sparse_and_restores_to_the_same_numbers():
-    from spark_anomaly.detectors.calibrated import pack_history, unpack_history
+    from spark_anomaly.detectors.state_arrays import pack_sparse, unpack_sparse
 
     params = {"detector": "record", "raw": "excess", "short_window": 30, "history": 300, "min_history": 40}
     x = X.copy()
@@ -192,7 +192,7 @@ def test_a_mostly_zero_history_is_saved_sparse_and_restores_to_the_same_numbers(
     state = core.get_state()
     saved = state["long"]
     assert isinstance(saved, dict) and 0 < len(saved["at"]) < 75  # the means after row 1000
-    dense = unpack_history(saved)
+    dense = unpack_sparse(saved)
     assert len(dense) == 300 and np.count_nonzero(dense) == len(saved["at"])
     for restored in ({**state}, {**state, "long": dense}):  # the sparse layout and the dense one
         again = registry.build("calibrated", params)
@@ -202,7 +202,7 @@ def test_a_mostly_zero_history_is_saved_sparse_and_restores_to_the_same_numbers(
             registry.build("calibrated", params).process(x, TS)["score"].to_numpy()[1050:],
         )
     signed = np.array([0.0, -0.0, 2.5, 0.0, 0.0, 0.0, 0.0, 0.0])
-    back = unpack_history(pack_history(signed))
+    back = unpack_sparse(pack_sparse(signed))
     np.testing.assert_array_equal(back, signed)
     assert np.signbit(back[1]) and not np.signbit(back[0])
-    assert isinstance(pack_history(np.arange(1.0, 9.0)), np.ndarray)  # dense stays dense
+    assert isinstance(pack_sparse(np.arange(1.0, 9.0)), np.ndarray)  # dense stays dense

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from spark_anomaly.detectors import RESULT_COLUMNS, SeriesPrior, build
-from spark_anomaly.detectors.decimal_pack import unpack_decimals
 from spark_anomaly.detectors.knn import KnnConfig, KnnDetector, _blocks, pairwise_sum, shared_sums
+from spark_anomaly.detectors.state_arrays import unpack_decimals
 
 from .resume_check import assert_resumes_identically
 

@@ -31,6 +31,7 @@ import numpy as np
 
 from ._composite import band_deviation, band_deviation_one, build_member, member_spec, object_array
 from .base import RESULT_COLUMNS, ColumnDetector, SeriesPrior, Verdict, result_columns
+from .state_arrays import pack_sparse, unpack_sparse
 
 _RAW = ("auto", "score", "band", "probability", "excess")
 _SQRT2 = math.sqrt(2.0)
@@ -75,27 +76,6 @@ class _Ring:
         self.n = len(values)
         self.buf[: self.n] = values
         self.pos = self.n % len(self.buf)
-
-
-def pack_history(values: np.ndarray) -> np.ndarray | dict[str, Any]:
-    """The history as saved: sparse when at least three quarters of it are +0.0 (an ``excess`` raw
-    on a series that stays inside its band: recommended's record member, a sixth of its state).
-    The stream moves every touched series' state through the state store and into Python each
-    micro-batch, and that costs per byte (PySpark's decoding of the state row alone: 22 ms per MB;
-    docs/benchmarks-notes.md), so bytes saved there are time saved."""
-    at = np.flatnonzero((values != 0.0) | np.signbit(values))  # -0.0 is kept as a value
-    if 4 * len(at) > len(values):
-        return values
-    return {"n": len(values), "at": at.astype(np.int32), "values": values[at]}
-
-
-def unpack_history(saved: Any) -> np.ndarray:
-    """:func:`pack_history` undone; dense arrays and sequences (every earlier layout) as they are."""
-    if isinstance(saved, dict):
-        out = np.zeros(int(saved["n"]))
-        out[np.asarray(saved["at"], dtype=np.int64)] = np.asarray(saved["values"], dtype=float)
-        return out
-    return np.asarray(saved, dtype=float)
 
 
 @dataclass(frozen=True)
@@ -303,7 +283,7 @@ class CalibratedDetector(ColumnDetector):
             "sum": self._sum,
             "sumsq": self._sumsq,
             "short": np.fromiter(self._short, dtype=float, count=len(self._short)),
-            "long": pack_history(self._long.values()),
+            "long": pack_sparse(self._long.values()),
         }
 
     def set_state(self, state: dict[str, Any]) -> None:
@@ -313,6 +293,6 @@ class CalibratedDetector(ColumnDetector):
         # ``tolist`` gives the same Python floats as ``float(v)`` per value, without a call per value
         short = np.asarray(state["short"], dtype=float).ravel().tolist()
         self._short = deque(short, maxlen=self.config.short_window)
-        self._long.load(unpack_history(state["long"]))
+        self._long.load(unpack_sparse(state["long"]))
         self._sum = float(state["sum"])
         self._sumsq = float(state["sumsq"])

@@ -20,7 +20,7 @@ until ``k`` complete references exist. No band.
 
 State: the last gap + (references - 1) * stride + span readings (a bounded ring; 4552 floats for
 the defaults on five-minute readings; saved as scaled integers when they are short decimals,
-``decimal_pack``) and the range. Work per reading: references x window
+``state_arrays``) and the range. Work per reading: references x window
 squared differences (16 000 for the defaults, 20 us one at a time); a batch of readings shares
 them between its overlapping patterns (one squared difference per reading and reference, then
 block sums by halves), 4-5 us per reading on NAB's series.
@@ -39,7 +39,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from .base import NAN, Detector, SeriesPrior, Step, Verdict, frame_from_rows
 from .checks import require_ints, require_positive
-from .decimal_pack import pack_decimals, unpack_decimals
+from .state_arrays import pack_decimals, unpack_decimals
 from .trained_range import TrainedRange
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .nab_data import LabelledSeries, probation_length
-from .nab_scorer import ProfileResult
+from .nab_scorer import ProfileResult, SeriesScore
 from .runner import Replay
 
 
@@ -95,21 +95,72 @@ def fmt_lost(r: ProfileResult) -> str:
 
 
 LOST_HEADER = "standard points lost: late / missed / false alarms"
+# the two tables of the page, written once for both formats: headers and the cells after the name
+SCORE_HEADERS = (
+    "detector",
+    "standard",
+    "reward_low_FP_rate",
+    "reward_low_FN_rate",
+    "precision",
+    "recall",
+    "F1",
+    "threshold (standard)",
+    LOST_HEADER,
+)
+SERIES_HEADERS = (
+    "series",
+    "windows",
+    "detected",
+    "missed",
+    "false detections",
+    "raw (standard)",
+    "lost late",
+    "false cost",
+)
+
+
+def _score_cells(res: dict[str, ProfileResult]) -> list[str]:
+    st = res["standard"]
+    return [
+        f"{st.score:.1f}",
+        f"{res['reward_low_FP_rate'].score:.1f}",
+        f"{res['reward_low_FN_rate'].score:.1f}",
+        f"{st.precision:.3f}",
+        f"{st.recall:.3f}",
+        f"{st.f1:.3f}",
+        fmt_threshold(st.threshold),
+        fmt_lost(st),
+    ]
+
+
+def _series_cells(p: SeriesScore) -> list[str]:
+    return [
+        str(p.windows),
+        str(p.tp),
+        str(p.fn),
+        str(p.fp),
+        f"{p.raw:.3f}",
+        f"{p.late:.3f}",
+        f"{p.false_cost:.3f}",
+    ]
+
+
+def _md_row(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def _md_rule(numeric: int, text: int = 0) -> str:
+    """The header rule: a name column, ``numeric`` right-aligned columns, ``text`` plain ones."""
+    return "|---|" + "---:|" * numeric + "---|" * text
+
+
+def _html_row(cells: list[str], tag: str = "td") -> str:
+    return "<tr>" + "".join(f"<{tag}>{c}</{tag}>" for c in cells) + "</tr>"
 
 
 def score_table_md(rows: list[tuple[str, dict[str, ProfileResult]]]) -> str:
-    lines = [
-        "| detector | standard | reward_low_FP_rate | reward_low_FN_rate | precision | recall | F1 | "
-        f"threshold (standard) | {LOST_HEADER} |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for label, res in rows:
-        st = res["standard"]
-        lines.append(
-            f"| {label} | {st.score:.1f} | {res['reward_low_FP_rate'].score:.1f} | "
-            f"{res['reward_low_FN_rate'].score:.1f} | {st.precision:.3f} | {st.recall:.3f} | {st.f1:.3f} | "
-            f"{fmt_threshold(st.threshold)} | {fmt_lost(st)} |"
-        )
+    lines = [_md_row(list(SCORE_HEADERS)), _md_rule(len(SCORE_HEADERS) - 1)]
+    lines += [_md_row([label, *_score_cells(res)]) for label, res in rows]
     return "\n".join(lines)
 
 
@@ -128,44 +179,29 @@ def write_page(
         "img{max-width:100%}</style>",
         "<h1>Detection quality (NAB scoring)</h1>",
         f"<p>Command: <code>{html.escape(command)}</code></p>",
-        "<table><tr><th>detector</th><th>standard</th><th>reward_low_FP_rate</th><th>reward_low_FN_rate</th>"
-        "<th>precision</th><th>recall</th><th>F1</th><th>threshold (standard)</th>"
-        f"<th>{LOST_HEADER}</th></tr>",
+        "<table>" + _html_row(list(SCORE_HEADERS), "th"),
     ]
     for label, res in rows:
-        st = res["standard"]
-        hp.append(
-            f"<tr><td><a href='#{html.escape(label)}'>{html.escape(label)}</a></td><td>{st.score:.1f}</td>"
-            f"<td>{res['reward_low_FP_rate'].score:.1f}</td><td>{res['reward_low_FN_rate'].score:.1f}</td>"
-            f"<td>{st.precision:.3f}</td><td>{st.recall:.3f}</td><td>{st.f1:.3f}</td>"
-            f"<td>{fmt_threshold(st.threshold)}</td><td>{fmt_lost(st)}</td></tr>"
-        )
+        name = f"<a href='#{html.escape(label)}'>{html.escape(label)}</a>"
+        hp.append(_html_row([name, *_score_cells(res)]))
     hp.append("</table>")
     for label, res in rows:
         st = res["standard"]
         md += [
             f"## {label}\n",
-            "| series | windows | detected | missed | false detections | raw (standard) | lost late | false cost | plot |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+            _md_row([*SERIES_HEADERS, "plot"]),
+            _md_rule(len(SERIES_HEADERS) - 1, text=1),
         ]
         hp += [
             f"<h2 id='{html.escape(label)}'>{html.escape(label)}</h2>",
-            "<table><tr><th>series</th><th>windows</th><th>detected</th><th>missed</th>"
-            "<th>false detections</th><th>raw (standard)</th><th>lost late</th><th>false cost</th></tr>",
+            "<table>" + _html_row(list(SERIES_HEADERS), "th"),
         ]
         for p in st.per_series:
             img = images.get(label, {}).get(p.key)
             rel = img.relative_to(out).as_posix() if img else ""
-            link = f"[png]({rel})" if img else ""
-            md.append(
-                f"| {p.key} | {p.windows} | {p.tp} | {p.fn} | {p.fp} | {p.raw:.3f} | {p.late:.3f} | "
-                f"{p.false_cost:.3f} | {link} |"
-            )
+            md.append(_md_row([p.key, *_series_cells(p), f"[png]({rel})" if img else ""]))
             name = f"<a href='{html.escape(rel)}'>{html.escape(p.key)}</a>" if img else html.escape(p.key)
-            hp.append(
-                f"<tr><td>{name}</td><td>{p.windows}</td><td>{p.tp}</td><td>{p.fn}</td><td>{p.fp}</td>"
-                f"<td>{p.raw:.3f}</td><td>{p.late:.3f}</td><td>{p.false_cost:.3f}</td></tr>"
-            )
+            hp.append(_html_row([name, *_series_cells(p)]))
         hp.append("</table>")
         for p in st.per_series:
             img = images.get(label, {}).get(p.key)

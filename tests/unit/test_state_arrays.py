@@ -1,4 +1,4 @@
-"""decimal_pack: readings saved as scaled integers restore bit for bit, or stay float64."""
+"""state_arrays: the smaller layouts of state arrays restore bit for bit, or are not used."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pickle
 import numpy as np
 import pytest
 
-from spark_anomaly.detectors.decimal_pack import pack_decimals, unpack_decimals
+from spark_anomaly.detectors.state_arrays import pack_decimals, unpack_decimals
 
 
 def same_bits(a: np.ndarray, b: np.ndarray) -> bool:

@@ -1,15 +1,19 @@
-"""Readings saved as scaled integers when they are short decimals: a smaller state row.
+"""Arrays of a core's state saved smaller, because the stream pays for every byte of state.
 
-Sensor readings mostly arrive as decimal text with a few digits (``21.03``), and the parsed
-value is the double nearest to that decimal. Such a value v equals rint(v * 10**d) / 10**d
-bit for bit for its number of decimals d (10**d is exact and IEEE division is correctly
-rounded, so the quotient is again the double nearest to the decimal). A run of such readings
-therefore saves as int16 or int32 plus d, and restores to the same bits. The stream moves every
-touched series' state through the state store and into Python each micro-batch, at a cost per
-byte (docs/benchmarks-notes.md), and a ring of readings is the largest single part of
-recommended's state (knn: 48 kB of 135 kB a series on one-minute load-generator readings,
-12 kB as int16). Whatever does not restore bit for bit (more than ``MAX_DECIMALS`` decimals, too
-large for int32, a -0.0) is saved as float64, as before.
+The stream moves every touched series' state through the state store and into Python each
+micro-batch, at a cost per byte (PySpark's decoding of the state row alone: 22 ms per MB;
+docs/benchmarks-notes.md), so bytes saved in the largest arrays are batch time saved. Both
+layouts restore bit for bit, and a plain float64 array (every earlier layout) restores as it is.
+
+* :func:`pack_sparse`: a history that is mostly +0.0 as its non-zero positions and values
+  (calibrated's history of an ``excess`` raw on a series that stays inside its band:
+  recommended's record member, a sixth of its state).
+* :func:`pack_decimals`: readings that arrived as decimal text with a few digits (``21.03``) as
+  int16/int32 plus their number of decimals. The parsed value v is the double nearest to that
+  decimal, so it equals rint(v * 10**d) / 10**d bit for bit (10**d is exact and IEEE division is
+  correctly rounded). knn's ring of readings: 48 kB of recommended's 135 kB a series on one-minute
+  load-generator readings, 12 kB as int16. Whatever would not restore bit for bit (more than
+  ``MAX_DECIMALS`` decimals, too large for int32, a -0.0) stays float64.
 """
 
 from __future__ import annotations
@@ -22,6 +26,24 @@ MAX_DECIMALS = 6
 _PROBE = 64  # readings the number of decimals is guessed from before the whole run is checked
 _INT16 = np.iinfo(np.int16).max
 _INT32 = np.iinfo(np.int32).max
+
+
+def pack_sparse(values: np.ndarray) -> np.ndarray | dict[str, Any]:
+    """``values`` as ``{"n", "at", "values"}`` when at least three quarters are +0.0 (-0.0 is kept
+    as a value), else as they are."""
+    at = np.flatnonzero((values != 0.0) | np.signbit(values))
+    if 4 * len(at) > len(values):
+        return values
+    return {"n": len(values), "at": at.astype(np.int32), "values": values[at]}
+
+
+def unpack_sparse(saved: Any) -> np.ndarray:
+    """:func:`pack_sparse` undone; dense arrays and sequences as they are."""
+    if isinstance(saved, dict):
+        out = np.zeros(int(saved["n"]))
+        out[np.asarray(saved["at"], dtype=np.int64)] = np.asarray(saved["values"], dtype=float)
+        return out
+    return np.asarray(saved, dtype=float)
 
 
 def _pack_at(v: np.ndarray, decimals: int) -> dict[str, Any] | None:
