@@ -370,18 +370,17 @@ def write_model(spark, table: str, series: int, version: int = 1) -> None:
 
 def join_info(spark, cfg, model_table: str) -> dict[str, Any]:
     """The model's estimated size and the join strategy Spark plans for scoring a batch."""
-    from . import detect, model_store, parsing
+    from . import detect, model_store, parsing, scoring
     from .detectors import registry
 
+    zcfg = registry.make_config("zscore")
     version, frame = model_store.read_latest(spark, model_table)
-    frame = frame.select(*model_store.PRIOR_SCHEMA.fieldNames())
+    frame = scoring.zscore_model(frame.select(*model_store.PRIOR_SCHEMA.fieldNames()), zcfg)
     size = int(str(frame._jdf.queryExecution().optimizedPlan().stats().sizeInBytes()))
     parsed = parsing.parse(parsing.from_kafka(spark.read.format("kafka").options(
         **{"kafka.bootstrap.servers": cfg.kafka.bootstrap_servers, "subscribe": cfg.kafka.topic}).load().limit(1000)),
         cfg.input)  # fmt: skip
-    out = detect.score_stateless(
-        parsing.readings(parsed, cfg.input), frame, version, registry.make_config("zscore")
-    )
+    out = detect.score_stateless(parsing.readings(parsed, cfg.input), frame, version, zcfg)
     plan = out._jdf.queryExecution().executedPlan().toString()
     joins = [j for j in ("BroadcastHashJoin", "SortMergeJoin", "ShuffledHashJoin", "BroadcastNestedLoopJoin")
              if j in plan]  # fmt: skip

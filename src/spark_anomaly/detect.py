@@ -23,13 +23,12 @@ from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
-from . import aggregation, kafka_source, parsing, sink
+from . import aggregation, kafka_source, parsing, scoring, sink
 from .config import AppConfig, ConfigError
 from .detectors import registry, zscore
 from .latest_model import LatestModel
 from .log_checkpoints import LogCheckpointer
 from .results import RESULT_SCHEMA, conform
-from .scoring import zscore_columns
 from .series_runner import bind
 
 log = logging.getLogger(__name__)
@@ -90,10 +89,23 @@ def parsed_stream(spark: SparkSession, cfg: AppConfig) -> DataFrame:
     return parsing.parse(parsing.from_kafka(kafka_source.read_stream(spark, cfg.kafka)), cfg.input)
 
 
+def zscore_model(
+    spark: SparkSession, cfg: AppConfig, zcfg: zscore.ZScoreConfig | None, refresh_seconds: float | None = None
+) -> LatestModel:
+    """The latest model as ``score_stateless`` joins with it (``scoring.zscore_model``)."""
+    return LatestModel(
+        spark,
+        cfg.path(cfg.model.table),
+        cfg.model.refresh_seconds if refresh_seconds is None else refresh_seconds,
+        prepare=None if zcfg is None else (lambda prior: scoring.zscore_model(prior, zcfg)),
+    )
+
+
 def score_stateless(
     readings: DataFrame, model: DataFrame, version: int | None, cfg: zscore.ZScoreConfig
 ) -> DataFrame:
-    """Join readings with the (broadcast) model and apply zscore."""
+    """Join readings with the (broadcast) model, as ``scoring.zscore_model`` shapes it, and apply
+    zscore."""
     joined = readings.join(F.broadcast(model), ["sensor_id", "metric"], "left")
     return conform(
         joined.select(
@@ -102,7 +114,7 @@ def score_stateless(
             *[c for c in aggregation.AGGREGATED_COLUMNS if c in readings.columns],
             F.lit("zscore").alias("detector"),
             F.lit(version).cast("long").alias("model_version"),
-            *zscore_columns(cfg),
+            *scoring.zscore_columns(cfg),
         )
     )
 
@@ -220,7 +232,7 @@ def start(spark: SparkSession, cfg: AppConfig, available_now: bool = False) -> D
         RESULT_SCHEMA,
         sink.RESULT_TABLE_PROPERTIES,
     )
-    model = LatestModel(spark, cfg.path(cfg.model.table), cfg.model.refresh_seconds)
+    model = zscore_model(spark, cfg, zcfg)
     queries = [
         parsed_stream(spark, cfg)
         .writeStream.queryName("spark-anomaly-intake")

@@ -23,14 +23,23 @@ class LatestModel:
     reload (a few hundred ms of Spark jobs) thus stay off the micro-batch path, where they were
     the slowest batches' extra latency; a new version is still picked up within a batch or two.
     Without ``follow`` (or with ``refresh_seconds`` 0) ``get`` checks inline, at most that often.
+    ``prepare`` turns the stored rows into what the batches join with (the zscore band, say), once
+    per version instead of once per reading.
     """
 
-    def __init__(self, spark: SparkSession, table: str, refresh_seconds: float) -> None:
+    def __init__(
+        self,
+        spark: SparkSession,
+        table: str,
+        refresh_seconds: float,
+        prepare: Callable[[DataFrame], DataFrame] | None = None,
+    ) -> None:
         self.spark, self.table, self.refresh_seconds = spark, table, refresh_seconds
+        self._prepare = prepare or (lambda frame: frame)
         # (version, frame) swapped as one reference, so a batch never sees a mixed pair
         self._current: tuple[int | None, DataFrame] = (
             None,
-            spark.createDataFrame([], model_store.PRIOR_SCHEMA),
+            self._prepare(spark.createDataFrame([], model_store.PRIOR_SCHEMA)),
         )
         self._previous: DataFrame | None = None
         self._commit: int | None = None
@@ -80,7 +89,7 @@ class LatestModel:
         version, df = model_store.read_latest(self.spark, self.table, last)
         if version is None or df is None:
             return
-        fresh = df.select("sensor_id", "metric", *model_store.PRIOR_COLUMNS).cache()
+        fresh = self._prepare(df.select("sensor_id", "metric", *model_store.PRIOR_COLUMNS)).cache()
         series = fresh.count()
         if self._previous is not None:  # two swaps old: no batch still plans with it
             self._previous.unpersist()

@@ -8,7 +8,6 @@ from delta.tables import DeltaTable
 
 from spark_anomaly import detect, parsing
 from spark_anomaly.detectors import registry
-from spark_anomaly.latest_model import LatestModel
 
 GOOD = [
     '{"id": "s1", "ts": 1000, "temp": 20.5, "hum": 40.0}',
@@ -26,8 +25,8 @@ def _batch(spark, payloads: list[str], first_offset: int = 0):
 
 
 def _process(spark, cfg):
-    model = LatestModel(spark, cfg.path(cfg.model.table), 0)
-    return detect._intake_batch(spark, cfg, model, registry.make_config("zscore", {}))
+    zcfg = registry.make_config("zscore", {})
+    return detect._intake_batch(spark, cfg, detect.zscore_model(spark, cfg, zcfg, refresh_seconds=0), zcfg)
 
 
 def _parsed(spark, cfg, payloads, first_offset=0):

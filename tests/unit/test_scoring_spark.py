@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from spark_anomaly.detectors.zscore import ZScoreConfig, score_arrays
-from spark_anomaly.scoring import zscore_columns
+from spark_anomaly.scoring import zscore_columns, zscore_model
 
 
 @pytest.mark.parametrize("policy", ["report", "anomaly"])
@@ -22,8 +22,19 @@ def test_spark_zscore_equals_numpy_core(spark, policy):
         (7.5, 50, 7.0, 0.0),
         (1e6, 3, 1.0, 2.0),
     ]
-    df = spark.createDataFrame(rows, "value double, n long, mean double, m2 double")
-    got = df.select(*zscore_columns(cfg)).toPandas()
+    df = spark.createDataFrame(
+        [(f"s{i:02d}", *r) for i, r in enumerate(rows)],
+        "sensor_id string, value double, n long, mean double, m2 double",
+    )
+    # one series per row; the model lacks the series with n None, as the streaming join sees it
+    model = zscore_model(df.select("sensor_id", "n", "mean", "m2").where("n IS NOT NULL"), cfg)
+    got = (
+        df.select("sensor_id", "value")
+        .join(model, "sensor_id", "left")
+        .select("sensor_id", *zscore_columns(cfg))
+        .orderBy("sensor_id")
+        .toPandas()
+    )
     x = np.array([r[0] for r in rows])
     n = np.array([np.nan if r[1] is None else r[1] for r in rows])
     mean = np.array([np.nan if r[2] is None else r[2] for r in rows])
