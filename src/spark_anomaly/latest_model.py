@@ -62,8 +62,12 @@ class LatestModel:
             return
 
         def loop() -> None:
+            # The first look-up runs at once, beside the query's own start (offsets, planning),
+            # so the first micro-batch usually finds the model loaded instead of loading it.
+            pause = 0.0
             while running():
-                time.sleep(self.refresh_seconds)
+                time.sleep(pause)
+                pause = self.refresh_seconds
                 try:
                     self.refresh(force=True)
                 except Exception as error:  # keep scoring with the version we have
@@ -79,10 +83,13 @@ class LatestModel:
             now = time.monotonic()
             if not force and now - self._checked_at < self.refresh_seconds:
                 return
-            self._checked_at = now
             last = model_store.last_commit(self.spark, self.table)
             if last is not None and last[0] != self._commit:
                 self._load(last)
+            # Marked checked only once done: a batch asking meanwhile waits for this load instead
+            # of scoring with the previous (at first: the empty) model; a failed look-up is tried
+            # again by the next batch, which then fails as it did before the thread existed.
+            self._checked_at = now
 
     def _load(self, last: tuple[int, str | None]) -> None:
         # the commit just read names the version (no second look-up of the same log entry)
