@@ -89,7 +89,7 @@ def parsed_stream(spark: SparkSession, cfg: AppConfig) -> DataFrame:
     return parsing.parse(parsing.from_kafka(kafka_source.read_stream(spark, cfg.kafka)), cfg.input)
 
 
-def zscore_model(
+def latest_zscore_model(
     spark: SparkSession, cfg: AppConfig, zcfg: zscore.ZScoreConfig | None, refresh_seconds: float | None = None
 ) -> LatestModel:
     """The latest model as ``score_stateless`` joins with it (``scoring.zscore_model``)."""
@@ -232,7 +232,7 @@ def start(spark: SparkSession, cfg: AppConfig, available_now: bool = False) -> D
         RESULT_SCHEMA,
         sink.RESULT_TABLE_PROPERTIES,
     )
-    model = zscore_model(spark, cfg, zcfg)
+    model = latest_zscore_model(spark, cfg, zcfg)
     queries = [
         parsed_stream(spark, cfg)
         .writeStream.queryName("spark-anomaly-intake")

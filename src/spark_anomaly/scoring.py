@@ -26,15 +26,11 @@ def _erf_approx(x: Column) -> Column:
     return F.lit(1.0) - poly * F.exp(-x * x)
 
 
-def _known(n: Column) -> Column:
-    return F.coalesce(n, F.lit(0)) >= 2
-
-
 def band_columns(cfg: zscore.ZScoreConfig) -> list[Column]:
     """A series' std (floored), band and whether the floor was used, from ``n``, ``mean``, ``m2``;
     null (the floor flag false) for a series with fewer than two readings."""
     n, mean, m2 = F.col("n"), F.col("mean"), F.col("m2")
-    known = _known(n)
+    known = F.coalesce(n, F.lit(0)) >= 2
     raw_std = F.when(known, F.sqrt(m2 / (n - 1)))
     floor = F.greatest(F.lit(cfg.std_floor_abs), F.lit(cfg.std_floor_rel) * F.abs(mean))
     floored = known & (raw_std < floor)
@@ -58,7 +54,7 @@ def zscore_columns(cfg: zscore.ZScoreConfig) -> list[Column]:
     its series' ``zscore_model`` row (all null for a series the model does not know)."""
     x, n, mean = F.col("value"), F.coalesce(F.col("n"), F.lit(0)), F.col("mean")
     std, lower, upper = F.col("band_std"), F.col("band_lower"), F.col("band_upper")
-    known = _known(F.col("n"))
+    known = n >= 2
     z = (x - mean) / std
     prob = F.when(known, _erf_approx(F.abs(z) / F.lit(2.0**0.5))).otherwise(F.lit(0.0))
     above, below = known & (x > upper), known & (x < lower)
