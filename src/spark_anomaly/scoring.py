@@ -4,7 +4,7 @@ Same formulas, same order of operations as ``detectors.zscore.score_arrays``; a 
 two agree row for row. The work is split where it is cheapest: everything that depends on the
 series alone (its floored std and band) is computed once per model version by ``zscore_model``,
 and each reading only compares against the band (``zscore_columns``). With the band per reading,
-the anomalies-only path cost about 17 % more CPU per event.
+the anomalies-only path took about 5 % more CPU per event (10 % on warm runs).
 """
 
 from __future__ import annotations
@@ -14,9 +14,6 @@ from pyspark.sql import functions as F
 
 from .detectors import zscore
 from .detectors.stats import _AS_A, _AS_P
-
-# The per-series columns ``zscore_model`` adds (prefixed: the result has ``lower``/``upper`` too).
-BAND_COLUMNS = ["band_std", "band_lower", "band_upper", "band_floored"]
 
 
 def _erf_approx(x: Column) -> Column:
@@ -28,7 +25,8 @@ def _erf_approx(x: Column) -> Column:
 
 def band_columns(cfg: zscore.ZScoreConfig) -> list[Column]:
     """A series' std (floored), band and whether the floor was used, from ``n``, ``mean``, ``m2``;
-    null (the floor flag false) for a series with fewer than two readings."""
+    null (the floor flag false) for a series with fewer than two readings. Prefixed ``band_``:
+    the result has its own ``lower``/``upper``."""
     n, mean, m2 = F.col("n"), F.col("mean"), F.col("m2")
     known = F.coalesce(n, F.lit(0)) >= 2
     raw_std = F.when(known, F.sqrt(m2 / (n - 1)))
@@ -45,8 +43,7 @@ def band_columns(cfg: zscore.ZScoreConfig) -> list[Column]:
 
 def zscore_model(prior: DataFrame, cfg: zscore.ZScoreConfig) -> DataFrame:
     """The model as the scoring join wants it: key, ``n``, ``mean`` and the band columns."""
-    keys = [c for c in ("sensor_id", "metric") if c in prior.columns]
-    return prior.select(*keys, "n", "mean", *band_columns(cfg))
+    return prior.select("sensor_id", "metric", "n", "mean", *band_columns(cfg))
 
 
 def zscore_columns(cfg: zscore.ZScoreConfig) -> list[Column]:

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from pyspark.sql import functions as F
 
 from spark_anomaly.detectors.zscore import ZScoreConfig, score_arrays
 from spark_anomaly.scoring import zscore_columns, zscore_model
@@ -27,10 +28,10 @@ def test_spark_zscore_equals_numpy_core(spark, policy):
         "sensor_id string, value double, n long, mean double, m2 double",
     )
     # one series per row; the model lacks the series with n None, as the streaming join sees it
-    model = zscore_model(df.select("sensor_id", "n", "mean", "m2").where("n IS NOT NULL"), cfg)
+    prior = df.where("n IS NOT NULL").select("sensor_id", F.lit("temp").alias("metric"), "n", "mean", "m2")
     got = (
-        df.select("sensor_id", "value")
-        .join(model, "sensor_id", "left")
+        df.select("sensor_id", F.lit("temp").alias("metric"), "value")
+        .join(zscore_model(prior, cfg), ["sensor_id", "metric"], "left")
         .select("sensor_id", *zscore_columns(cfg))
         .orderBy("sensor_id")
         .toPandas()

@@ -54,7 +54,9 @@ def _pack_at(v: np.ndarray, decimals: int) -> dict[str, Any] | None:
     if not top <= _INT32:  # also NaN and inf
         return None
     ints = q.astype(np.int16 if top <= _INT16 else np.int32)
-    back = ints / scale  # what unpack_decimals computes
+    # what unpack_decimals computes; not _exact's rint(v * scale) / scale, which keeps a -0.0
+    # that the integers lose
+    back = ints / scale
     if not np.array_equal(back.view(np.int64), v.view(np.int64)):  # bits, so -0.0 counts
         return None
     return {"decimals": decimals, "ints": ints}

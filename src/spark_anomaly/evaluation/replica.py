@@ -241,8 +241,9 @@ def member_raws(
     """Each member's raw input to calibration from the real cores, and what its core decided.
 
     The raw is the calibrated core's own ``_raws`` of its wrapped core's output, so it is exactly
-    what the core calibrates; a plain member's is its score, which the ensemble takes as it is. The second mapping holds, per member, the plain values of the wrapped
-    core's final state that describe its geometry (knn's ``spacing``), for variants that need them.
+    what the core calibrates; a plain member's is its score, which the ensemble takes as it is.
+    The second mapping holds, per member, the plain values of the wrapped core's final state that
+    describe its geometry (knn's ``spacing``), for variants that need them.
     """
     from spark_anomaly.detectors.calibrated import CalibratedDetector
 
