@@ -24,6 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))  # works without `pip install -e`
 
+from spark_anomaly import bench_linear as BL  # noqa: E402
 from spark_anomaly import bench_report as R  # noqa: E402
 from spark_anomaly import bench_stream as BS  # noqa: E402
 from spark_anomaly import bench_train as BT  # noqa: E402
@@ -49,6 +50,7 @@ GROUPS = {
     "latency": "latency-",
     "scale": "scale-",
     "steady": "steady-",
+    "linear": "linear-",
 }
 
 
@@ -73,7 +75,7 @@ def main() -> int:
         "--only",
         default="",
         help="comma list of: pandas,parse,noop,zscore,zscore-anomalies,write,stateful,plain,"
-        "train-delta,latency,scale,state,steady,soak (train on JSON always runs)",
+        "train-delta,latency,scale,linear,state,steady,soak (train on JSON always runs)",
     )
     p.add_argument(
         "--stateful",
@@ -263,6 +265,11 @@ def main() -> int:
             res[f"scale-{series}"] = BS.scale(spark, c, a.bootstrap, series, more["scale_events"])
             print(f"scale-{series}", res[f"scale-{series}"].as_dict(), flush=True)
             save()
+    if want("linear"):
+        res.update(BL.run(spark, cfg_for, a.bootstrap, more["linear_events"], more["linear_batch_events"]))
+        for k in (k for k in res if k.startswith("linear-")):
+            print(k, res[k].as_dict(), flush=True)
+        save()
     if want("steady"):
         for d in more["steady_detectors"]:
             c = cfg_for(f"steady-{d}", f"bench-steady-{d}")

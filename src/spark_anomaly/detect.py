@@ -90,7 +90,10 @@ def parsed_stream(spark: SparkSession, cfg: AppConfig) -> DataFrame:
 
 
 def latest_zscore_model(
-    spark: SparkSession, cfg: AppConfig, zcfg: zscore.ZScoreConfig | None, refresh_seconds: float | None = None
+    spark: SparkSession,
+    cfg: AppConfig,
+    zcfg: zscore.ZScoreConfig | None,
+    refresh_seconds: float | None = None,
 ) -> LatestModel:
     """The latest model as ``score_stateless`` joins with it (``scoring.zscore_model``)."""
     return LatestModel(
@@ -98,15 +101,17 @@ def latest_zscore_model(
         cfg.path(cfg.model.table),
         cfg.model.refresh_seconds if refresh_seconds is None else refresh_seconds,
         prepare=None if zcfg is None else (lambda prior: scoring.zscore_model(prior, zcfg)),
+        broadcast_max_series=cfg.model.broadcast_max_series,
     )
 
 
 def score_stateless(
     readings: DataFrame, model: DataFrame, version: int | None, cfg: zscore.ZScoreConfig
 ) -> DataFrame:
-    """Join readings with the (broadcast) model, as ``scoring.zscore_model`` shapes it, and apply
-    zscore."""
-    joined = readings.join(F.broadcast(model), ["sensor_id", "metric"], "left")
+    """Join readings with the model, as ``scoring.zscore_model`` shapes it, and apply zscore. The
+    join is the one the model frame's hint asks for (``LatestModel``: broadcast, or a shuffle for
+    a large model); without one Spark picks by the model's size."""
+    joined = readings.join(model, ["sensor_id", "metric"], "left")
     return conform(
         joined.select(
             *parsing.READING_COLUMNS,

@@ -13,6 +13,8 @@ from . import model_store
 
 log = logging.getLogger(__name__)
 
+KEYS = ("sensor_id", "metric")  # a series: what the scoring join matches on
+
 
 class LatestModel:
     """Holds the newest model version as a cached DataFrame on the driver.
@@ -25,6 +27,13 @@ class LatestModel:
     Without ``follow`` (or with ``refresh_seconds`` 0) ``get`` checks inline, at most that often.
     ``prepare`` turns the stored rows into what the batches join with (the zscore band, say), once
     per version instead of once per reading.
+
+    The frame ``get`` returns carries its join strategy as a hint. Spark rebuilds a broadcast for
+    every plan, so every micro-batch collects, hashes and broadcasts the whole model again: 0.1 s
+    for 100k series, 0.9 s for 1M on two cores. Above ``broadcast_max_series`` the model is cached
+    hash-partitioned by series instead, and each batch is shuffled to it (a shuffled hash join);
+    a 20k-reading batch against 1M series then took 0.7 s instead of 1.3 s, a 2M-reading one
+    1.8 s instead of 2.0 s (at 100k series broadcasting was still the quicker).
     """
 
     def __init__(
@@ -33,15 +42,18 @@ class LatestModel:
         table: str,
         refresh_seconds: float,
         prepare: Callable[[DataFrame], DataFrame] | None = None,
+        broadcast_max_series: int | None = None,
     ) -> None:
         self.spark, self.table, self.refresh_seconds = spark, table, refresh_seconds
         self._prepare = prepare or (lambda frame: frame)
+        self.broadcast_max_series = broadcast_max_series
         # (version, frame) swapped as one reference, so a batch never sees a mixed pair
         self._current: tuple[int | None, DataFrame] = (
             None,
             self._prepare(spark.createDataFrame([], model_store.PRIOR_SCHEMA)),
         )
-        self._previous: DataFrame | None = None
+        self._cached: list[DataFrame] = []  # the cached frames (unhinted), oldest first
+        self.series = 0  # rows of the current version
         self._commit: int | None = None
         self._checked_at = float("-inf")
         self._lock = threading.Lock()
@@ -91,15 +103,32 @@ class LatestModel:
             # again by the next batch, which then fails as it did before the thread existed.
             self._checked_at = now
 
+    def close(self) -> None:
+        """Drop the cached versions (a batch still planning with one would read the table again)."""
+        with self._lock:
+            while self._cached:
+                self._cached.pop().unpersist()
+
     def _load(self, last: tuple[int, str | None]) -> None:
-        # the commit just read names the version (no second look-up of the same log entry)
-        version, df = model_store.read_latest(self.spark, self.table, last)
-        if version is None or df is None:
+        # the commit just read names the version and its series (no second look-up of the log)
+        info = model_store.latest_version(self.spark, self.table, last)
+        if info is None:
             return
-        fresh = self._prepare(df.select("sensor_id", "metric", *model_store.PRIOR_COLUMNS)).cache()
+        stored = model_store.read_version(self.spark, self.table, info.version)
+        frame = self._prepare(stored.select(*KEYS, *model_store.PRIOR_COLUMNS))
+        shuffled = self.broadcast_max_series is not None and info.series > self.broadcast_max_series
+        if shuffled:  # partitioned as a batch's shuffle will be, so the model side stays in place
+            frame = frame.repartition(int(self.spark.conf.get("spark.sql.shuffle.partitions")), *KEYS)
+        fresh = frame.cache()
         series = fresh.count()
-        if self._previous is not None:  # two swaps old: no batch still plans with it
-            self._previous.unpersist()
-        self._previous = self._current[1]
-        self._current, self._commit = (version, fresh), last[0]
-        log.warning("detect: model version %d loaded (%d series)", version, series)
+        self._cached.append(fresh)
+        if len(self._cached) > 2:  # two swaps old: no batch still plans with it
+            self._cached.pop(0).unpersist()
+        hinted = fresh.hint("shuffle_hash" if shuffled else "broadcast")
+        self._current, self._commit, self.series = (info.version, hinted), last[0], series
+        log.warning(
+            "detect: model version %d loaded (%d series, %s join)",
+            info.version,
+            series,
+            "shuffled hash" if shuffled else "broadcast",
+        )

@@ -45,3 +45,42 @@ def test_state_table_has_a_row_per_reading_count_and_reads_older_records():
     old = {"ema": {"bytes_per_series": 342, "readings_seen": 2000}}  # recorded before the second count
     text = R.render({}, {"state": {"extra": old}})
     assert "| bytes per series after 2,000 readings | 342 |" in text and "8,000" not in text
+
+
+def test_linear_table_checks_rows_per_event_and_fits_cpu_against_events():
+    def run(events: int, cpu: float, rows: int, ms: list[int]) -> dict:
+        r = _run(f"zscore path over the last {events:,} events", events, cpu / 2, cpu)
+        r.update(batches=len(ms), median_rps=None)
+        r["extra"] = {"batch_events": 1_000_000, "batch_ms": ms, "sink_rows": rows}
+        return r
+
+    results = {
+        "linear-4000000": run(4_000_000, 10.0, 8_000_000, [9000, 2000, 2100, 2200]),
+        "linear-1000000": run(1_000_000, 4.0, 1_999_999, [9000]),
+    }
+    lines = R.render({}, results).splitlines()
+    rows = [line for line in lines if line.startswith("| 1,000,000 |") or line.startswith("| 4,000,000 |")]
+    assert [r.split("|")[1].strip() for r in rows] == ["1,000,000", "4,000,000"]  # smallest first
+    small, large = ([c.strip() for c in r.strip("|").split("|")] for r in rows)
+    assert small[7] == "1,999,999 (≠ 2 per event)" and small[8] == "–"  # one batch: no halves
+    assert large[7] == "8,000,000"
+    assert large[8] == "2,000 → 2,150 (+100)"  # first batch left out; slope ms per batch
+    assert large[9] == "1.60×"  # 400k against 250k events per CPU-s
+    assert "CPU-s = 2.0 fixed + 2.00 per 1M events" in "\n".join(lines)
+
+
+def test_scale_table_shows_the_broadcast_built_and_reads_older_records():
+    def run(series: int, extra: dict) -> dict:
+        r = _run(f"zscore path, model of {series:,} series", 1_000_000, 10.0, 20.0)
+        r["median_rps"] = 1e5
+        r["extra"] = {"model_rows": series, "est_broadcast_bytes": 2**20, "join": "BroadcastHashJoin", **extra}
+        return r
+
+    ms = {"collectTime": 287, "buildTime": 447, "broadcastTime": 189}
+    results = {
+        "scale-1000": run(1000, {}),  # recorded before the broadcast was measured
+        "scale-1000000": run(1_000_000, {"broadcast_bytes": 200 * 2**20, "broadcast_ms": ms}),
+    }
+    text = R.render({}, results)
+    assert "| 1,000 | 1,000,000 | 10.0 | 100k | 100k | 50k | 1.00 | – | – | BroadcastHashJoin |" in text
+    assert "| 1.00 | 200.00 | 923 (287 / 447 / 189) | BroadcastHashJoin |" in text

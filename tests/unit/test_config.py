@@ -18,6 +18,8 @@ def test_overrides_are_typed():
     assert cfg.kafka.max_offsets_per_trigger == 1000
     assert cfg.input.measures == ["temp"]
     assert cfg.detect.output == "anomalies"
+    assert load_config(overrides=["model.broadcast_max_series=null"]).model.broadcast_max_series is None
+    assert load_config(overrides=["model.broadcast_max_series=10"]).model.broadcast_max_series == 10
 
 
 def test_overrides_reach_one_dotted_key_of_spark_conf_and_kafka_options():
@@ -43,6 +45,7 @@ def test_overrides_reach_one_dotted_key_of_spark_conf_and_kafka_options():
         ("train.mode=sometimes", "train.mode must be full or incremental"),
         ("kafka.fail_on_data_loss=maybe", "must be true or false"),
         ("detect.aggregation.function=median", "detect.aggregation.function must be one of"),
+        ("model.broadcast_max_series=-1", "model.broadcast_max_series must be null or an int >= 0"),
     ],
 )
 def test_bad_values_name_the_key(override, message):

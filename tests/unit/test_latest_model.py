@@ -1,6 +1,7 @@
 """The detect job's model holder with its refresh thread (the default, ``refresh_seconds`` > 0):
 the first batch waits for the first load instead of scoring with the empty model, a new version
-is picked up while running, and a failing first look-up still fails the batch."""
+is picked up while running, and a failing first look-up still fails the batch. And the join it
+asks for: a broadcast, or above ``broadcast_max_series`` a shuffle of the batch alone."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from contextlib import contextmanager
 
 import pytest
 
-from spark_anomaly import model_store, train
+from spark_anomaly import detect, model_store, scoring, train
+from spark_anomaly.detectors.zscore import ZScoreConfig
 from spark_anomaly.latest_model import LatestModel
 
 
@@ -50,14 +52,14 @@ def test_first_batch_waits_for_the_threads_first_load(spark, tmp_path, monkeypat
     table = str(tmp_path / "model")
     _write(spark, table, 20.0, version=1)
     release, entered = threading.Event(), threading.Event()
-    real = model_store.read_latest
+    real = model_store.read_version
 
     def slow_read(*args, **kwargs):
         entered.set()
         assert release.wait(120)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(model_store, "read_latest", slow_read)
+    monkeypatch.setattr(model_store, "read_version", slow_read)
     try:
         with _following(spark, table, 3600) as model:
             assert entered.wait(60), "the thread did not start loading at once"
@@ -100,3 +102,40 @@ def test_failing_first_look_up_fails_the_batch(spark, tmp_path, monkeypatch):
         assert _wait(lambda: len(calls) >= 1)
         with pytest.raises(OSError, match="log unreadable"):
             model.get()
+
+
+def test_a_model_above_broadcast_max_series_is_joined_by_shuffling_the_batch_alone(spark, tmp_path):
+    table = str(tmp_path / "model")
+    rows = spark.createDataFrame(
+        [(f"s{i}", m, t, 20.0 + i + (t % 3)) for i in range(3) for m in ("temp", "hum") for t in range(30)],
+        "sensor_id string, metric string, ts long, value double",
+    )
+    model_store.write_version(
+        spark, train.compute_stats(rows), table, None, version=1, mode="full", source="test"
+    )
+    cfg = ZScoreConfig(k=1.0)
+    batch = spark.createDataFrame(
+        [(s, m, 100, v, 0, i) for i, (s, m, v) in enumerate(
+            [("s0", "temp", 20.0), ("s0", "hum", 30.0), ("s2", "temp", 21.5), ("s9", "temp", 5.0)])],
+        "sensor_id string, metric string, ts long, value double, source_partition int, source_offset long",
+    )  # fmt: skip
+
+    def scored(max_series):
+        model = LatestModel(
+            spark, table, 0, prepare=lambda p: scoring.zscore_model(p, cfg), broadcast_max_series=max_series
+        )
+        version, frame = model.get()
+        out = detect.score_stateless(batch, frame, version, cfg)
+        rows = sorted(tuple(r) for r in out.collect())
+        plan = out._jdf.queryExecution().executedPlan().executedPlan().toString()  # AQE's final plan
+        model.close()
+        return model.series, rows, plan
+
+    series, broadcast, plan = scored(None)
+    assert series == 6 and "BroadcastHashJoin" in plan
+    series, shuffled, plan = scored(5)
+    assert series == 6 and "ShuffledHashJoin" in plan and "BroadcastHashJoin" not in plan
+    # only the batch is moved: the cached model is partitioned as the join wants it
+    assert plan.count("ENSURE_REQUIREMENTS") == 1
+    assert shuffled == broadcast and len(shuffled) == 4
+    assert {r[11] for r in shuffled} >= {"above upper bound", "unknown source"}
