@@ -92,11 +92,19 @@ class ModelConfig:
     # larger one is kept hash-partitioned by series and each batch is shuffled to it instead (a
     # broadcast is rebuilt every batch: ~0.9 s for 1M series on two cores). null = always broadcast.
     broadcast_max_series: int | None = 250_000
+    # Versions the train job keeps in the table (and as JSON exports): once it holds twice as many,
+    # a run deletes all but the newest ``keep_versions`` (still readable by Delta time travel until
+    # VACUUM). Stateful detectors re-read the table every micro-batch, so what it holds is paid per
+    # batch. null = keep every version.
+    keep_versions: int | None = 10
 
     def __post_init__(self) -> None:
         m = self.broadcast_max_series
         if m is not None and (isinstance(m, bool) or not isinstance(m, int) or m < 0):
             raise ConfigError(f"model.broadcast_max_series must be null or an int >= 0, got {m!r}")
+        k = self.keep_versions
+        if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
+            raise ConfigError(f"model.keep_versions must be null or an int >= 1, got {k!r}")
 
 
 @dataclass

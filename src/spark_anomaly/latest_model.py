@@ -114,6 +114,9 @@ class LatestModel:
         info = model_store.latest_version(self.spark, self.table, last)
         if info is None:
             return
+        if info.version == self.version:  # a commit that kept the version (old ones pruned, OPTIMIZE)
+            self._commit = last[0]
+            return
         stored = model_store.read_version(self.spark, self.table, info.version)
         frame = self._prepare(stored.select(*KEYS, *model_store.PRIOR_COLUMNS))
         shuffled = self.broadcast_max_series is not None and info.series > self.broadcast_max_series

@@ -53,6 +53,8 @@ class VersionInfo:
     data_start: int | None
     data_end: int | None
     source_offsets: str | None
+    # the versions the table holds, newest first, when the train job prunes (``model.keep_versions``)
+    kept: list[int] | None = None
 
 
 def table_exists(spark: SparkSession, table: str) -> bool:
@@ -150,6 +152,7 @@ def write_version(
     mode: str,
     source: str,
     source_offsets: str | None = None,
+    kept: list[int] | None = None,
 ) -> VersionInfo:
     """Append ``stats`` (STAT_COLUMNS per series) as model ``version``: one Delta commit.
 
@@ -179,7 +182,7 @@ def write_version(
         F.lit(source_offsets).cast("string").alias("source_offsets"),
         *[F.col(c) for c in STAT_COLUMNS],
     )
-    info = VersionInfo(version, mode, count, start, end, source_offsets)
+    info = VersionInfo(version, mode, count, start, end, source_offsets, kept)
     (
         rows.write.format("delta")
         .mode("append")
@@ -189,6 +192,38 @@ def write_version(
     if json_dir:
         export_json(spark, stats, json_dir, version)
     return info
+
+
+def versions(spark: SparkSession, table: str) -> list[int]:
+    """Every version the table holds, newest first (a scan of the version column)."""
+    if not table_exists(spark, table):
+        return []
+    rows = spark.read.format("delta").load(table).select("version").distinct().collect()
+    return sorted((r.version for r in rows), reverse=True)
+
+
+def prune_versions(
+    spark: SparkSession, table: str, newest: VersionInfo, dropped: list[int], json_dir: str | None = None
+) -> None:
+    """Delete the ``dropped`` versions, all older than what ``newest.kept`` keeps: their rows in one
+    Delta commit, and their JSON exports. The commit names ``newest`` in its userMetadata, as a
+    version write does, so finding the latest version stays one log read."""
+    from delta.tables import DeltaTable
+
+    if not dropped or not newest.kept:
+        return
+    key = "spark.databricks.delta.commitInfo.userMetadata"
+    spark.conf.set(key, json.dumps({VERSION_KEY: dataclasses.asdict(newest)}))
+    try:
+        DeltaTable.forPath(spark, table).delete(F.col("version") < F.lit(min(newest.kept)))
+    finally:
+        spark.conf.unset(key)
+    if json_dir:
+        jvm = spark.sparkContext._jvm
+        hconf = spark.sparkContext._jsc.hadoopConfiguration()
+        for version in dropped:
+            path = jvm.org.apache.hadoop.fs.Path(f"{json_dir.rstrip('/')}/sensors-m2-{version}.json")
+            path.getFileSystem(hconf).delete(path, False)
 
 
 def export_json(spark: SparkSession, stats: DataFrame, json_dir: str, version: int) -> str:

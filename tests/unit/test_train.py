@@ -1,5 +1,6 @@
 """The train job on real Delta tables: moments, versions, incremental == full, atomicity."""
 
+import dataclasses
 import json
 import os
 
@@ -100,7 +101,9 @@ def test_latest_version_read_from_the_commit_equals_the_scan(spark, tmp_path):
     res = train.run(spark, cfg, "full")
     table = cfg.path(cfg.model.table)
     from_commit = model_store.latest_version(spark, table)
-    assert from_commit == model_store._scan_latest_version(spark, table)
+    # the commit also says which versions the table keeps (model.keep_versions); a scan does not
+    assert from_commit.kept == [res.version]
+    assert dataclasses.replace(from_commit, kept=None) == model_store._scan_latest_version(spark, table)
     assert (from_commit.version, from_commit.series, from_commit.mode) == (res.version, 6, "full")
     # a later commit that is not a version write (here: an append without the mark, as an older
     # release of the train job wrote) makes the reader fall back to scanning the data
@@ -194,3 +197,32 @@ def test_incremental_run_stays_within_its_spark_job_budget(spark, tmp_path):
         sc.setLocalProperty("spark.job.description", None)
     assert res.rows_read == 62
     assert len(sc.statusTracker().getJobIdsForGroup("train-job-budget")) <= 16
+
+
+def test_old_versions_are_pruned_to_keep_versions_and_latest_stays_one_log_read(spark, tmp_path):
+    _write_history(tmp_path / "hk", 0, 60, seed=11)
+    cfg = _cfg(tmp_path, "keep", tmp_path / "hk")
+    cfg.model.keep_versions = 2
+    table, json_dir = cfg.path(cfg.model.table), cfg.path(cfg.model.json_dir)
+    runs = [train.run(spark, cfg, "full").version for _ in range(3)]
+    newest_first = runs[::-1]
+    assert model_store.versions(spark, table) == newest_first  # fewer than twice keep_versions
+    assert model_store.latest_version(spark, table).kept == newest_first
+    runs.append(train.run(spark, cfg, "full").version)  # four: pruned to the newest two
+    assert model_store.versions(spark, table) == runs[:1:-1]
+    assert sorted(os.listdir(json_dir)) == sorted(f"sensors-m2-{v}.json" for v in runs[2:])
+    # the pruning commit names the newest version, so the look-up needs no scan
+    last = model_store.last_commit(spark, table)
+    assert model_store._info_from_commit(last[1]).version == runs[3]
+    assert model_store.latest_version(spark, table).kept == runs[:1:-1]
+    assert model_store.read_version(spark, table, runs[3]).count() == 6
+    # keep every version: nothing is deleted, and nothing is tracked
+    cfg.model.keep_versions = None
+    fifth = train.run(spark, cfg, "full").version
+    assert model_store.versions(spark, table) == [fifth, *runs[:1:-1]]
+    assert model_store.latest_version(spark, table).kept is None
+    # pruning again starts from a scan of what the table holds
+    cfg.model.keep_versions = 1
+    sixth = train.run(spark, cfg, "full").version
+    assert model_store.versions(spark, table) == [sixth]
+    assert os.listdir(json_dir) == [f"sensors-m2-{sixth}.json"]
