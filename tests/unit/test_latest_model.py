@@ -139,3 +139,19 @@ def test_a_model_above_broadcast_max_series_is_joined_by_shuffling_the_batch_alo
     assert plan.count("ENSURE_REQUIREMENTS") == 1
     assert shuffled == broadcast and len(shuffled) == 4
     assert {r[11] for r in shuffled} >= {"above upper bound", "unknown source"}
+
+
+def test_a_commit_that_keeps_the_version_does_not_reload_it(spark, tmp_path):
+    table = str(tmp_path / "model")
+    _write(spark, table, 20.0, version=1)
+    model = LatestModel(spark, table, refresh_seconds=0)
+    version, frame = model.get()
+    # a commit that is not a version write (as pruning or OPTIMIZE make): the same latest version
+    spark.sql(f"ALTER TABLE delta.`{table}` SET TBLPROPERTIES ('spark_anomaly.note' = 'x')")
+    model.refresh(force=True)
+    assert model_store.last_commit(spark, table)[0] == 1  # the look-up saw the new commit
+    assert model.get() == (version, frame)  # the same cached frame: not loaded again
+    _write(spark, table, 30.0, version=2)
+    model.refresh(force=True)
+    assert model.version == 2 and model.get()[1] is not frame
+    model.close()
