@@ -60,6 +60,45 @@ def test_two_stateful_detectors_tagged_and_equal_to_replay_across_restart(spark,
     assert 1_000 * (900 - 7) in set(spikes["ts"])
 
 
+def _wait_for_rows(spark, tmp_path, rows: int, timeout_s: float = 240) -> None:
+    """Until the sink holds ``rows`` rows: a stateful query with a state timeout runs a no-data
+    batch every trigger, so ``processAllAvailable`` never sees it idle."""
+    deadline = time.monotonic() + timeout_s
+    while len(read_table(spark, tmp_path / "scored")) < rows:
+        assert time.monotonic() < deadline, f"the sink did not reach {rows} rows"
+        time.sleep(0.5)
+
+
+def test_a_new_model_version_reaches_the_stateful_detectors_mid_stream(spark, kafka_bootstrap, tmp_path):
+    topic = new_topic(kafka_bootstrap)
+    cfg, _ = config(tmp_path, kafka_bootstrap, topic, "detect.detectors=[{name: range, params: {}}]")
+    write_history(tmp_path / "history", sensors=2, count=100, temp=20.0)
+    v1 = train.run(spark, cfg, "full").version
+    queries = detect.start(spark, cfg)
+    try:
+        produce(kafka_bootstrap, topic, [("s0", reading("s0", 1_000_000 + i, 30.0, 40.0)) for i in range(10)])
+        _wait_for_rows(spark, tmp_path, 20)  # temp and hum
+        # a version trained on hotter history: 30 degrees is inside its range
+        write_history(tmp_path / "history", sensors=2, count=2000, start_ts=500_000, temp=30.0)
+        v2 = train.run(spark, cfg, "full").version
+        produce(
+            kafka_bootstrap,
+            topic,
+            [(s, reading(s, 2_000_000 + i, 30.0, 40.0)) for i in range(10) for s in ("s0", "s1")],
+        )
+        _wait_for_rows(spark, tmp_path, 60)
+    finally:
+        queries.stop()
+    got = _scored(spark, tmp_path)
+    temps = got[(got.detector == "range") & (got.metric == "temp")]
+    assert len(temps) == 30
+    before, after = temps[temps.ts < 2_000_000], temps[temps.ts >= 2_000_000]
+    assert set(before.model_version) == {v1} and before.is_anomaly.all()  # above v1's range
+    assert set(after.model_version) == {v2}
+    # a series first seen after the swap is scored against the new version's range
+    assert not after[after.sensor_id == "s1"].is_anomaly.any()
+
+
 def _scored(spark, tmp_path) -> pd.DataFrame:
     return pd.DataFrame([r.asDict() for r in read_table(spark, tmp_path / "scored")])
 
