@@ -279,18 +279,19 @@ def run(spark: SparkSession, cfg: AppConfig, mode: str | None = None) -> TrainRe
     if prev_stats is not None:
         stats = merge_stats(prev_stats, stats)
     version = model_store.next_version(latest.version if latest else None)
-    keep, held = cfg.model.keep_versions, None
+    keep, held, prune = cfg.model.keep_versions, None, False
     if keep is not None:
         # what the table holds, from the last version's commit; scanned once when it does not say
         held = [version, *(latest.kept if latest and latest.kept is not None else model_store.versions(spark, table))]
+        # pruned once it holds twice what it keeps: a DELETE cost 1.3-2.7 s, too much for every run
+        prune = len(held) >= 2 * keep
     info = model_store.write_version(
         spark, stats, table, json_dir, version=version, mode=mode, source=source, source_offsets=offsets_json,
-        kept=None if held is None else (held[:keep] if len(held) >= 2 * keep else held),
+        kept=held[:keep] if prune else held,
     )  # fmt: skip
     if cached is not None:
         cached.unpersist()
-    # Pruned once it holds twice what it keeps: a DELETE cost 1.3-2.7 s, too much for every run.
-    if held is not None and len(held) >= 2 * keep:
+    if prune:
         model_store.prune_versions(spark, table, info, held[keep:], json_dir)
         log.warning("train: deleted %d old model version(s), kept %d", len(held) - keep, keep)
     rows_all, rows_bad = int(counts["all"] or 0), int(counts["bad"] or 0)
