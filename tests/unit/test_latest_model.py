@@ -16,9 +16,10 @@ from spark_anomaly.detectors.zscore import ZScoreConfig
 from spark_anomaly.latest_model import LatestModel
 
 
-def _write(spark, table: str, mean: float, version: int) -> None:
+def _write(spark, table: str, mean: float, version: int, sensors=("s1",), metrics=("temp",)) -> None:
+    """A model version of 30 readings per series: sensor i's mean is ``mean`` + i + 1."""
     rows = spark.createDataFrame(
-        [("s1", "temp", t, mean + (t % 3)) for t in range(30)],
+        [(s, m, t, mean + i + (t % 3)) for i, s in enumerate(sensors) for m in metrics for t in range(30)],
         "sensor_id string, metric string, ts long, value double",
     )
     model_store.write_version(
@@ -106,13 +107,7 @@ def test_failing_first_look_up_fails_the_batch(spark, tmp_path, monkeypatch):
 
 def test_a_model_above_broadcast_max_series_is_joined_by_shuffling_the_batch_alone(spark, tmp_path):
     table = str(tmp_path / "model")
-    rows = spark.createDataFrame(
-        [(f"s{i}", m, t, 20.0 + i + (t % 3)) for i in range(3) for m in ("temp", "hum") for t in range(30)],
-        "sensor_id string, metric string, ts long, value double",
-    )
-    model_store.write_version(
-        spark, train.compute_stats(rows), table, None, version=1, mode="full", source="test"
-    )
+    _write(spark, table, 20.0, version=1, sensors=("s0", "s1", "s2"), metrics=("temp", "hum"))
     cfg = ZScoreConfig(k=1.0)
     batch = spark.createDataFrame(
         [(s, m, 100, v, 0, i) for i, (s, m, v) in enumerate(
