@@ -66,6 +66,8 @@ def run_batch(
     """
     n_series = len(starts) - 1
     new_states: list[dict[str, Any]] = [dict(s) if s else {} for s in states]
+    uses_prior = any(getattr(registry.detector_class(d.name), "uses_prior", False) for d in detectors)
+    newer = _newer_priors(new_states, priors) if uses_prior else [False] * n_series
     vals = np.asarray(values, dtype=float)
     tss = np.asarray(ts, dtype="int64")
     bounds = np.asarray(starts).tolist()
@@ -85,6 +87,8 @@ def run_batch(
                 core = live[i][tag] = cls(config, priors[i])
                 if tag in st:
                     core.set_state(st[tag])
+            if newer[i]:
+                core.adopt_prior(priors[i])
             if fast:
                 rows.extend(core.process_rows(vals[lo:hi], tss[lo:hi]))
             else:
@@ -97,6 +101,28 @@ def run_batch(
         else:
             out[tag] = result_columns([])
     return out, new_states, live
+
+
+# The state key that records the model version a series' cores last took their prior from.
+# A tag is a detector name (optionally ``name#2``), never starting with "#", so it cannot clash.
+PRIOR_VERSION = "#model_version"
+
+
+def _newer_priors(states: list[dict[str, Any]], priors: list[SeriesPrior | None]) -> list[bool]:
+    """Per series, whether it now has a prior of another model version than its cores were
+    built on; each state then records the version it has (None: the model does not know it).
+
+    A series with nothing recorded (new, or state from before versions were recorded) takes the
+    version it has now without a swap: a new series' cores are built with that prior anyway.
+    A series the new version does not know (no prior) keeps its cores as they are; one the model
+    comes to know later (None, then a version) takes that version's prior.
+    """
+    out = []
+    for st, prior in zip(states, priors, strict=True):
+        version = None if prior is None else prior.model_version
+        out.append(version is not None and PRIOR_VERSION in st and st[PRIOR_VERSION] != version)
+        st[PRIOR_VERSION] = version
+    return out
 
 
 def run_series(

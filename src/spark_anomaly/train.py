@@ -283,7 +283,9 @@ def run(spark: SparkSession, cfg: AppConfig, mode: str | None = None) -> TrainRe
     if keep is not None:
         # what the table holds: nothing without a latest version; else what its commit says, or
         # (a commit written without pruning) a scan of the version column
-        held = [version] if latest is None else [version, *(latest.kept or model_store.versions(spark, table))]
+        held = (
+            [version] if latest is None else [version, *(latest.kept or model_store.versions(spark, table))]
+        )
         # pruned once it holds twice what it keeps: a DELETE cost 1.3-2.7 s, too much for every run
         prune = len(held) >= 2 * keep
     info = model_store.write_version(

@@ -73,7 +73,12 @@ def test_scale_table_shows_the_broadcast_built_and_reads_older_records():
     def run(series: int, extra: dict) -> dict:
         r = _run(f"zscore path, model of {series:,} series", 1_000_000, 10.0, 20.0)
         r["median_rps"] = 1e5
-        r["extra"] = {"model_rows": series, "est_broadcast_bytes": 2**20, "join": "BroadcastHashJoin", **extra}
+        r["extra"] = {
+            "model_rows": series,
+            "est_broadcast_bytes": 2**20,
+            "join": "BroadcastHashJoin",
+            **extra,
+        }
         return r
 
     ms = {"collectTime": 287, "buildTime": 447, "broadcastTime": 189}

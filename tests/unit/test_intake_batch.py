@@ -26,7 +26,9 @@ def _batch(spark, payloads: list[str], first_offset: int = 0):
 
 def _process(spark, cfg):
     zcfg = registry.make_config("zscore", {})
-    return detect._intake_batch(spark, cfg, detect.latest_zscore_model(spark, cfg, zcfg, refresh_seconds=0), zcfg)
+    return detect._intake_batch(
+        spark, cfg, detect.latest_zscore_model(spark, cfg, zcfg, refresh_seconds=0), zcfg
+    )
 
 
 def _parsed(spark, cfg, payloads, first_offset=0):

@@ -96,6 +96,17 @@ class Detector(ABC):
     def set_state(self, state: dict[str, Any]) -> None:
         """Restore a state produced by ``get_state``."""
 
+    def adopt_prior(self, prior: SeriesPrior) -> None:
+        """A newer model version for a series this core already holds state for.
+
+        The default keeps the core as it is: what it learned from the stream (cad's contexts,
+        novelty's pattern counts) is built on the figures it started from, and swapping them
+        underneath would mix two scales. Cores whose figures are the model's alone (zscore's
+        band, range's trained range) override this to score against the new version from the
+        next reading on.
+        """
+        return None
+
 
 def empty_results(n: int) -> pd.DataFrame:
     return pd.DataFrame(

@@ -286,6 +286,9 @@ class CalibratedDetector(ColumnDetector):
             "long": pack_sparse(self._long.values()),
         }
 
+    def adopt_prior(self, prior: SeriesPrior) -> None:
+        self.inner.adopt_prior(prior)
+
     def set_state(self, state: dict[str, Any]) -> None:
         self.inner.set_state(state["inner"])
         self._mode = state["mode"]

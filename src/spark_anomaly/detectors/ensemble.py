@@ -122,6 +122,10 @@ class EnsembleDetector(ColumnDetector):
     def get_state(self) -> dict[str, Any]:
         return {"members": [m.get_state() for m in self.members]}
 
+    def adopt_prior(self, prior: SeriesPrior) -> None:
+        for m in self.members:
+            m.adopt_prior(prior)
+
     def set_state(self, state: dict[str, Any]) -> None:
         states = state["members"]
         if len(states) != len(self.members):

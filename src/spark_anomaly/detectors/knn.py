@@ -377,6 +377,10 @@ class KnnDetector(Detector):
             "recent": pack_decimals(recent),
         }
 
+    def adopt_prior(self, prior: SeriesPrior) -> None:
+        """The new version's width scales the distances (the buffer holds raw readings)."""
+        self._range.adopt(prior)
+
     def set_state(self, state: dict[str, Any]) -> None:
         self._range.set_state(state)
         self._ts = [int(v) for v in state["ts"]]

@@ -60,5 +60,9 @@ class RangeDetector(StepDetector):
     def get_state(self) -> dict[str, Any]:
         return self._range.get_state()
 
+    def adopt_prior(self, prior: SeriesPrior) -> None:
+        """The new version's [min, max] is the range from now on."""
+        self._range.adopt(prior)
+
     def set_state(self, state: dict[str, Any]) -> None:
         self._range.set_state(state)

@@ -69,6 +69,10 @@ class RecordDetector(StepDetector):
     def get_state(self) -> dict[str, Any]:
         return {**self._range.get_state(), "rec_lo": self._lo, "rec_hi": self._hi}
 
+    def adopt_prior(self, prior: SeriesPrior) -> None:
+        """The new version's [min, max] is where records start; the records since stay."""
+        self._range.adopt(prior)
+
     def set_state(self, state: dict[str, Any]) -> None:
         self._range.set_state(state)
         self._lo, self._hi = float(state["rec_lo"]), float(state["rec_hi"])

@@ -132,6 +132,9 @@ class SuppressionDetector(ColumnDetector):
     def get_state(self) -> dict[str, Any]:
         return {"inner": self.inner.get_state(), "since": self._since, "alarm_ts": self._alarm_ts}
 
+    def adopt_prior(self, prior: SeriesPrior) -> None:
+        self.inner.adopt_prior(prior)
+
     def set_state(self, state: dict[str, Any]) -> None:
         self.inner.set_state(state["inner"])
         self._since = int(state["since"])

@@ -21,6 +21,10 @@ class TrainedRange:
         self.lo, self.hi = math.inf, -math.inf
         self.seen = 0  # readings learned (warm-up without a prior)
         self.frozen = False
+        self.adopt(prior)
+
+    def adopt(self, prior: SeriesPrior | None) -> None:
+        """Take a usable prior's [min, max] as the range (frozen); anything else changes nothing."""
         if prior is not None and math.isfinite(prior.min) and math.isfinite(prior.max) and prior.n > 0:
             self.lo, self.hi, self.frozen = float(prior.min), float(prior.max), True
 

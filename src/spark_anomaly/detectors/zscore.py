@@ -123,6 +123,9 @@ class ZScoreDetector(Detector):
             str(row.reason),
         )
 
+    def adopt_prior(self, prior: SeriesPrior) -> None:
+        self.prior = prior
+
     def get_state(self) -> dict[str, Any]:
         return {}
 
