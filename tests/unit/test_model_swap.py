@@ -6,6 +6,7 @@ The same holds whether a batch restores the cores from state or finds them live.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from spark_anomaly.config import DetectorSpec
@@ -90,3 +91,44 @@ def test_a_series_the_new_version_drops_keeps_its_cores():
     dropped, state = _two_batches(DetectorSpec("range", {}), V1, None, live=False)
     assert dropped["is_anomaly"].all() and (dropped["upper"] == 25.0).all()
     assert state[PRIOR_VERSION] is None
+
+
+@pytest.mark.parametrize("live", [True, False])
+def test_the_stream_driver_passes_a_new_version_to_live_and_restored_cores(live):
+    """Through the bucket function the stream runs: the second batch finds the series' cores live
+    in this worker (or, with the cache emptied, restores them from the bucket's row)."""
+    from spark_anomaly import stateful
+
+    from .test_stateful_buckets import FakeState
+
+    fn = stateful.make_state_fn(bind([DetectorSpec("range", {})]), 3_600_000, 1)
+    st = FakeState()
+
+    def batch(values, prior, offset0):
+        n = len(values)
+        pdf = pd.DataFrame(
+            {
+                "sensor_id": ["s0"] * n,
+                "metric": ["temp"] * n,
+                "ts": (offset0 + np.arange(n)) * 1000,
+                "value": values,
+                "source_partition": 0,
+                "source_offset": offset0 + np.arange(n),
+                "n": prior.n,
+                "mean": prior.mean,
+                "m2": prior.m2,
+                "min": prior.min,
+                "max": prior.max,
+                "model_version": prior.model_version,
+            }
+        )
+        st.now += 1000
+        return pd.concat(list(fn((0,), iter([pdf]), st)), ignore_index=True)
+
+    first = batch(np.full(5, 30.0), V1, 0)
+    assert first.is_anomaly.all() and set(first.model_version) == {1}
+    if not live:
+        stateful._LIVE.clear()
+    second = batch(np.full(5, 30.0), V2, 5)
+    assert set(second.model_version) == {2}
+    assert not second.is_anomaly.any() and set(second.upper) == {35.0}
