@@ -221,11 +221,12 @@ def make_state_fn(
     """The function Spark calls per bucket (many series) per micro-batch.
 
     The state of a bucket maps (sensor_id, metric) -> [last seen (processing ms), pickled detector
-    states, and with a model the version its cores follow]. Only the series present in the batch are unpickled and re-pickled. A series silent
-    for ``timeout_ms`` is dropped at the next call of its bucket (and starts afresh if it comes
-    back); a bucket with no data at all for ``timeout_ms`` times out as a whole. ``live_cache_mb``
-    bounds the live cores a worker keeps between batches (``live_budget_mb``, computed in the
-    worker: on a cluster its machine is not the driver's).
+    states, and with a model the version its cores follow]. Only the series present in the batch
+    are unpickled and re-pickled. A series silent for ``timeout_ms`` is dropped at the next call
+    of its bucket (and starts afresh if it comes back); a bucket with no data at all for
+    ``timeout_ms`` times out as a whole. ``live_cache_mb`` bounds the live cores a worker keeps
+    between batches (``live_budget_mb``, computed in the worker: on a cluster its machine is not
+    the driver's).
     """
     n_det = len(detectors)
     tags = np.array([d.tag for d in detectors], dtype=object)
