@@ -260,7 +260,7 @@ def _scale(results: dict[str, dict]) -> list[str]:
             + " and ".join(f"{m:,}" for m in marks)
             + " one-minute readings of one series with two decimals, like the load generator's "
             "(default parameters), per series and detector, before the zstd compression of the "
-            "bucket's state row (which takes small states down several-fold, range's 9x, and "
+            "bucket's state row (which takes small states down several-fold, range's 14x, and "
             "recommended's float histories hardly, 1.1x):",
             "",
             "| detector | " + " | ".join(st) + " |",

@@ -22,13 +22,13 @@ from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 from pyspark.sql.streaming.state import GroupState, GroupStateTimeout
 
 from . import model_store, parsing, sink
+from .bucket_state import BucketState
 from .config import AppConfig, ConfigError, DetectorSpec
 from .detectors import RESULT_COLUMNS, SeriesPrior, registry
 from .results import RESULT_FIELDS, RESULT_SCHEMA
@@ -78,10 +78,6 @@ def _priors(pdf: pd.DataFrame, first: np.ndarray) -> list[SeriesPrior | None]:
         )
         for n, mu, m2, lo, hi, v in zip(*cols, strict=True)
     ]
-
-
-class BucketMismatch(RuntimeError):
-    """The checkpoint's state was written with another ``detect.state_buckets``."""
 
 
 # Live detector cores of the buckets this Python worker processed last, keyed by (query's detectors,
@@ -176,43 +172,14 @@ def _keep_live(entry: tuple[str, tuple], value: tuple, budget_mb: float) -> None
 
 def load_bucket(blob: bytes, buckets: int) -> dict[tuple[str, str], list]:
     """The per-series entries of a bucket's state, checking it was written with ``buckets``."""
-    return _load(blob, buckets)["series"]
+    return BucketState.decode(blob, buckets).entries()
 
 
-# A bucket's state row is its pickle compressed with zstd, after this header and the pickle's
-# length (8 bytes, little-endian). Why: every micro-batch that touches a bucket reads and rewrites
-# its whole row (JVM -> Python -> RocksDB and its changelog), so the bytes of the series it does
-# not touch are paid for again each batch; small states compress well (range over 1M series:
-# 9x, median batch 3.7-4.0 -> 3.0-3.1 s), large float histories hardly (recommended: 1.1x, for
-# about 3 ms per MB). Rows without the header are plain pickles (checkpoints from before).
-_ZSTD_ROW = b"SAZ1"
-
-
-def _load(blob: bytes, buckets: int) -> dict:
-    if blob[:4] == _ZSTD_ROW:
-        size = int.from_bytes(blob[4:12], "little")
-        blob = pa.decompress(memoryview(blob)[12:], decompressed_size=size, codec="zstd", asbytes=True)
-    saved = pickle.loads(blob)
-    if saved.get("buckets") != buckets:
-        raise BucketMismatch(
-            f"detect.state_buckets is {buckets} but the checkpoint's state was written with "
-            f"{saved.get('buckets')}: series would land in other buckets and lose their state. "
-            "Set it back, or start from a new detect.checkpoint."
-        )
-    return saved
-
-
-def dump_bucket(series: dict[tuple[str, str], list], buckets: int, token: bytes = b"") -> bytes:
-    state = {"version": 1, "buckets": buckets, "token": token, "series": series}
-    raw = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
-    return _ZSTD_ROW + len(raw).to_bytes(8, "little") + pa.compress(raw, codec="zstd", asbytes=True)
-
-
-def _followed(entry: list) -> dict | None:
+def _followed(saved: BucketState, pos: int) -> dict | None:
     """The state a live series' cores need besides themselves: the model version they follow
-    (kept beside the pickled state, so a live series is not unpickled for it). Entries written
-    before versions were recorded have none."""
-    return {PRIOR_VERSION: entry[2]} if len(entry) > 2 else None
+    (kept beside the pickled state, so a live series is not unpickled for it). Rows written
+    without a model, or before versions were recorded, have none."""
+    return None if saved.model is None else {PRIOR_VERSION: saved.model[pos]}
 
 
 def make_state_fn(
@@ -220,9 +187,9 @@ def make_state_fn(
 ):
     """The function Spark calls per bucket (many series) per micro-batch.
 
-    The state of a bucket maps (sensor_id, metric) -> [last seen (processing ms), pickled detector
-    states, and with a model the version its cores follow]. Only the series present in the batch
-    are unpickled and re-pickled. A series silent for ``timeout_ms`` is dropped at the next call
+    The state of a bucket holds per series its last-seen time (processing ms), its pickled
+    detector states and, with a model, the version its cores follow (``bucket_state``). Only the
+    series present in the batch are unpickled and re-pickled. A series silent for ``timeout_ms`` is dropped at the next call
     of its bucket (and starts afresh if it comes back); a bucket with no data at all for
     ``timeout_ms`` times out as a whole. ``live_cache_mb`` bounds the live cores a worker keeps
     between batches (``live_budget_mb``, computed in the worker: on a cluster its machine is not
@@ -263,10 +230,10 @@ def make_state_fn(
 
     def run(pdf: pd.DataFrame, state: GroupState, key: tuple) -> pd.DataFrame:
         now = state.getCurrentProcessingTimeMs()
-        saved = _load(state.get[0], buckets) if state.exists else {"series": {}, "token": b""}
-        series = {k: v for k, v in saved["series"].items() if now - v[0] < timeout_ms}
-        live = _take_live((ident, key), saved["token"])
-        live = {k: live[k] for k in series if k in live}
+        saved = BucketState.decode(state.get[0], buckets) if state.exists else BucketState.empty(buckets)
+        saved.expire(now, timeout_ms)
+        index = saved.index()
+        live = {k: c for k, c in _take_live((ident, key), saved.token).items() if k in index}
         # One lexsort: series by series, each in arrival (partition, offset) order.
         s_codes, s_uni = pd.factorize(pdf["sensor_id"], use_na_sentinel=False)
         m_codes, m_uni = pd.factorize(pdf["metric"], use_na_sentinel=False)
@@ -283,18 +250,19 @@ def make_state_fn(
         keys = [(s_uni[c // len(m_uni)], m_uni[c % len(m_uni)]) for c in code[first].tolist()]
         cores = [live.get(k, {}) for k in keys]
         # a live series' cores are used as they are; it only needs the model version they follow
+        held = [index.get(k) for k in keys]
         states = [
-            (_followed(series[k]) if k in live else pickle.loads(series[k][1])) if k in series else None
-            for k in keys
+            None if pos is None else _followed(saved, pos) if k in live else pickle.loads(saved.blob[pos])
+            for k, pos in zip(keys, held, strict=True)
         ]
         priors = _priors(pdf, order[first])
         cols, new_states, new_cores = run_batch(detectors, values, ts, starts, states, priors, cores)
-        for k, st, c in zip(keys, new_states, new_cores, strict=True):
-            blob = pickle.dumps(st, protocol=pickle.HIGHEST_PROTOCOL)
-            series[k] = [now, blob, st[PRIOR_VERSION]] if PRIOR_VERSION in st else [now, blob]
-            live[k] = c
-        token = os.urandom(16)
-        state.update((dump_bucket(series, buckets, token),))
+        blobs = [pickle.dumps(st, protocol=pickle.HIGHEST_PROTOCOL) for st in new_states]
+        follows = bool(new_states) and PRIOR_VERSION in new_states[0]  # the detectors use the model
+        saved.put(index, keys, now, blobs, [st[PRIOR_VERSION] for st in new_states] if follows else None)
+        live.update(zip(keys, new_cores, strict=True))
+        token = saved.token = os.urandom(16)
+        state.update((saved.encode(),))
         _keep_live((ident, key), (token, live, now), live_budget_mb(live_cache_mb))
         state.setTimeoutDuration(timeout_ms)
         counts = np.diff(starts)

@@ -93,10 +93,12 @@ def test_a_series_the_new_version_drops_keeps_its_cores():
     assert state[PRIOR_VERSION] is None
 
 
+@pytest.mark.parametrize("first", [V1, None], ids=["v1", "no-model"])
 @pytest.mark.parametrize("live", [True, False])
-def test_the_stream_driver_passes_a_new_version_to_live_and_restored_cores(live):
+def test_the_stream_driver_passes_a_new_version_to_live_and_restored_cores(live, first):
     """Through the bucket function the stream runs: the second batch finds the series' cores live
-    in this worker (or, with the cache emptied, restores them from the bucket's row)."""
+    in this worker (or, with the cache emptied, restores them from the bucket's row); the first
+    batch had version 1, or no model at all (range then learns its own warm-up)."""
     from spark_anomaly import stateful
 
     from .test_stateful_buckets import FakeState
@@ -114,19 +116,21 @@ def test_the_stream_driver_passes_a_new_version_to_live_and_restored_cores(live)
                 "value": values,
                 "source_partition": 0,
                 "source_offset": offset0 + np.arange(n),
-                "n": prior.n,
-                "mean": prior.mean,
-                "m2": prior.m2,
-                "min": prior.min,
-                "max": prior.max,
-                "model_version": prior.model_version,
+                **{
+                    c: np.nan if prior is None else getattr(prior, c)
+                    for c in ("n", "mean", "m2", "min", "max")
+                },
+                "model_version": None if prior is None else prior.model_version,
             }
         )
         st.now += 1000
         return pd.concat(list(fn((0,), iter([pdf]), st)), ignore_index=True)
 
-    first = batch(np.full(5, 30.0), V1, 0)
-    assert first.is_anomaly.all() and set(first.model_version) == {1}
+    got = batch(np.full(5, 30.0), first, 0)
+    if first is None:
+        assert got.reason.str.startswith("warm-up").all() and got.model_version.isna().all()
+    else:
+        assert got.is_anomaly.all() and set(got.model_version) == {1}
     if not live:
         stateful._LIVE.clear()
     second = batch(np.full(5, 30.0), V2, 5)
