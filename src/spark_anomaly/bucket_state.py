@@ -24,7 +24,6 @@ Key = tuple[str, str]
 
 # header + the pickle's length (8 bytes, little-endian) + the pickle compressed with zstd
 _HEADER = b"SAZ2"
-_V1_HEADER = b"SAZ1"  # the same framing around the per-series dict layout
 
 
 class BucketMismatch(RuntimeError):
@@ -50,8 +49,7 @@ class BucketState:
     @classmethod
     def decode(cls, row: bytes, buckets: int) -> BucketState:
         """The bucket in ``row``, refusing one written with another bucket count."""
-        head = row[:4]
-        if head in (_HEADER, _V1_HEADER):
+        if row[:4] == _HEADER:
             size = int.from_bytes(row[4:12], "little")
             row = pa.decompress(memoryview(row)[12:], decompressed_size=size, codec="zstd", asbytes=True)
         saved = pickle.loads(row)

@@ -44,6 +44,11 @@ def bind(specs: list[DetectorSpec]) -> list[BoundDetector]:
     return out
 
 
+def needs_prior(detectors: list[BoundDetector]) -> bool:
+    """Whether any of the detectors takes the trained model (a ``SeriesPrior``) per series."""
+    return any(getattr(registry.detector_class(d.name), "uses_prior", False) for d in detectors)
+
+
 def run_batch(
     detectors: list[BoundDetector],
     values: np.ndarray,
@@ -66,8 +71,7 @@ def run_batch(
     """
     n_series = len(starts) - 1
     new_states: list[dict[str, Any]] = [dict(s) if s else {} for s in states]
-    uses_prior = any(getattr(registry.detector_class(d.name), "uses_prior", False) for d in detectors)
-    newer = _newer_priors(new_states, priors) if uses_prior else [False] * n_series
+    newer = _newer_priors(new_states, priors) if needs_prior(detectors) else [False] * n_series
     vals = np.asarray(values, dtype=float)
     tss = np.asarray(ts, dtype="int64")
     bounds = np.asarray(starts).tolist()

@@ -30,9 +30,9 @@ from pyspark.sql.streaming.state import GroupState, GroupStateTimeout
 from . import model_store, parsing, sink
 from .bucket_state import BucketState
 from .config import AppConfig, ConfigError, DetectorSpec
-from .detectors import RESULT_COLUMNS, SeriesPrior, registry
+from .detectors import RESULT_COLUMNS, SeriesPrior
 from .results import RESULT_FIELDS, RESULT_SCHEMA
-from .series_runner import PRIOR_VERSION, BoundDetector, bind, run_batch
+from .series_runner import PRIOR_VERSION, BoundDetector, bind, needs_prior, run_batch
 
 STATE_SCHEMA = "blob binary"
 # Set only by pre-aggregation (readings from ``detect.aggregation.table``); null for raw readings.
@@ -59,10 +59,6 @@ def duration_ms(text: str) -> int:
     if not m or m.group(2).lower() not in _UNITS:
         raise ConfigError(f"cannot read duration {text!r} (try '30 minutes', '1 hour')")
     return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
-
-
-def needs_prior(detectors: list[BoundDetector]) -> bool:
-    return any(getattr(registry.detector_class(d.name), "uses_prior", False) for d in detectors)
 
 
 def _priors(pdf: pd.DataFrame, first: np.ndarray) -> list[SeriesPrior | None]:
@@ -197,6 +193,7 @@ def make_state_fn(
     """
     n_det = len(detectors)
     tags = np.array([d.tag for d in detectors], dtype=object)
+    follows = needs_prior(detectors)  # each series' state then records the model version it follows
     # live cores are reused only by the same detector configuration of the same query (two queries
     # may share detectors and bucket numbers)
     ident = f"{detectors!r}#{os.urandom(8).hex()}"
@@ -258,7 +255,6 @@ def make_state_fn(
         priors = _priors(pdf, order[first])
         cols, new_states, new_cores = run_batch(detectors, values, ts, starts, states, priors, cores)
         blobs = [pickle.dumps(st, protocol=pickle.HIGHEST_PROTOCOL) for st in new_states]
-        follows = bool(new_states) and PRIOR_VERSION in new_states[0]  # the detectors use the model
         saved.put(index, keys, now, blobs, [st[PRIOR_VERSION] for st in new_states] if follows else None)
         live.update(zip(keys, new_cores, strict=True))
         token = saved.token = os.urandom(16)

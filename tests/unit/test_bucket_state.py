@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pickle
 
-import pyarrow as pa
 import pytest
 
 from spark_anomaly.bucket_state import BucketMismatch, BucketState
@@ -35,15 +34,12 @@ def test_a_row_is_compressed_and_decodes_to_the_same_entries():
         BucketState.decode(row, 8)
 
 
-def test_rows_of_the_older_layouts_still_decode():
-    """A plain pickle of the per-series dict (checkpoints from before compression), and the same
-    compressed behind the first header."""
+def test_rows_of_the_older_layout_still_decode():
+    """A plain pickle of the per-series dict, as checkpoints from before hold."""
     series = _entries(50, versions=False)
     raw = pickle.dumps({"version": 1, "buckets": 2, "token": b"t", "series": series})
-    framed = b"SAZ1" + len(raw).to_bytes(8, "little") + pa.compress(raw, codec="zstd", asbytes=True)
-    for row in (raw, framed):
-        got = BucketState.decode(row, 2)
-        assert got.entries() == series and got.model is None and got.token == b"t"
+    got = BucketState.decode(raw, 2)
+    assert got.entries() == series and got.model is None and got.token == b"t"
 
 
 def test_expire_drops_the_silent_series_and_put_updates_in_place_or_appends():

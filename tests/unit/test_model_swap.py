@@ -19,7 +19,8 @@ V2 = SeriesPrior(900, 30.0, 899.0, 25.0, 35.0, 2)  # trained on hotter history: 
 
 def _two_batches(spec: DetectorSpec, first, second, *, live: bool):
     """Batch 1 (readings about 20) with prior ``first``, then batch 2 (about 30) with ``second``;
-    the second batch's verdict columns and states."""
+    the second batch's verdict columns and states. ``live``: batch 2 gets what the stream's driver
+    hands over for cores it kept, those cores and the version they follow, not their state."""
     det = bind([spec])
     rng = np.random.default_rng(3)
     one = 20 + rng.normal(0, 1, 200)
@@ -30,7 +31,7 @@ def _two_batches(spec: DetectorSpec, first, second, *, live: bool):
         two,
         (200 + np.arange(50)) * 1000,
         np.array([0, 50]),
-        states,
+        [{PRIOR_VERSION: states[0][PRIOR_VERSION]}] if live else states,
         [second],
         cores if live else None,
     )
