@@ -24,6 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))  # works without `pip install -e`
 
+from spark_anomaly import bench_held as BH  # noqa: E402
 from spark_anomaly import bench_linear as BL  # noqa: E402
 from spark_anomaly import bench_report as R  # noqa: E402
 from spark_anomaly import bench_stream as BS  # noqa: E402
@@ -51,6 +52,7 @@ GROUPS = {
     "scale": "scale-",
     "steady": "steady-",
     "linear": "linear-",
+    "held": "held-",
 }
 
 
@@ -75,7 +77,7 @@ def main() -> int:
         "--only",
         default="",
         help="comma list of: pandas,parse,noop,zscore,zscore-anomalies,write,stateful,plain,"
-        "train-delta,latency,scale,linear,state,steady,soak (train on JSON always runs)",
+        "train-delta,latency,scale,linear,held,state,steady,soak (train on JSON always runs)",
     )
     p.add_argument(
         "--stateful",
@@ -269,6 +271,15 @@ def main() -> int:
         res.update(BL.run(spark, cfg_for, a.bootstrap, more["linear_events"], more["linear_batch_events"]))
         for k in (k for k in res if k.startswith("linear-")):
             print(k, res[k].as_dict(), flush=True)
+        save()
+    if want("held"):
+        d = more["held_detector"]
+        c = cfg_for("held", "bench-held")
+        c.model.table = str(work / "held" / "model")  # none: the detector learns every series online
+        res[f"held-{d}"] = BH.run(
+            spark, c, a.bootstrap, d, more["held_sensors"], more["held_events"], more["held_batch_events"]
+        )
+        print(f"held-{d}", res[f"held-{d}"].as_dict(), flush=True)
         save()
     if want("steady"):
         for d in more["steady_detectors"]:

@@ -89,3 +89,34 @@ def test_scale_table_shows_the_broadcast_built_and_reads_older_records():
     text = R.render({}, results)
     assert "| 1,000 | 1,000,000 | 10.0 | 100k | 100k | 50k | 1.00 | – | – | BroadcastHashJoin |" in text
     assert "| 1.00 | 200.00 | 923 (287 / 447 / 189) | BroadcastHashJoin |" in text
+
+
+def test_held_table_groups_batches_by_the_share_of_series_held():
+    # 9 batches of 100 events; 800 series in all, 200 new per batch for four batches, then none;
+    # after the first batch (5 s: left out) each takes 100 ms + 0.05 ms per series held
+    held = [0, 200, 400, 600, 800, 800, 800, 800, 800, 800]
+    ms = [5000, *[100 + h // 20 for h in held[1:-1]]]
+    r = _run("detect stateful range", 900, 10.0, 20.0)
+    r["extra"] = {
+        "detector": "range", "sensors": 400, "batch_events": 100, "batch_ms": ms, "batch_rows": [100] * 9,
+        "held": held, "sink_rows": 900, "state_buckets": 32,
+    }  # fmt: skip
+    groups = R.held_bins(held, ms, [100] * 9)
+    assert [(g[0], g[1]) for g in groups] == [
+        ("25%–50%", [200]),  # the first batch (held 0) is left out
+        ("50%–75%", [400]),
+        ("75%–100%", [600]),
+        ("all", [800] * 5),
+    ]
+    lines = R.render({}, {"held-range": r}).splitlines()
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines if line.startswith("| range |")]
+    assert [row[1:6] for row in rows] == [
+        ["200", "25%–50%", "1", "110", "909"],
+        ["400", "50%–75%", "1", "120", "833"],
+        ["600", "75%–100%", "1", "130", "769"],
+        ["800", "all", "5", "140", "714"],
+    ]
+    assert [row[6] for row in rows] == ["1.00×", "1.09×", "1.18×", "1.27×"]
+    text = "\n".join(lines)
+    assert "800 series held at the end" in text
+    assert "batch ms = 100 +5,000.0 per 100k series held" in text
