@@ -1,165 +1,251 @@
 """The state row of one hash bucket: the saved detector states of every series it holds.
 
 Every micro-batch that touches a bucket decodes its whole row and encodes it again, the series it
-brings no readings for included, so the row is laid out for that: parallel columns (sensor ids,
-metrics, last-seen times, pickled states, model versions) instead of one key tuple and one entry
-list per series (decoding, expiring, updating and encoding a bucket of 31k range states took
-74 ms that way, 30 ms this way); and the pickle is stored zstd-compressed behind a header, since
-small states compress well (that bucket: 4.4 MB to 0.31 MB) and the bytes cross the JVM, Python
-and RocksDB's changelog. range over 1M series in 20k-event batches: median batch 3.7-4.0 s with
-an uncompressed entry per series, 3.0-3.1 s compressed, 2.1-2.2 s as columns.
-Rows written before (a plain pickle of a dict per series) still decode.
+brings no readings for included, so the row is laid out for that: an Arrow table (sensor ids,
+metrics, last-seen times, pickled states, model versions), stored as its columns' buffers, each
+compressed with zstd. A batch turns into Python objects only the series it brings readings for;
+the others stay in Arrow buffers from decode to encode. A bucket of 31k range states, 1,250 of
+them touched (the Python side of one call): 24 ms as pickled columns compressed whole, 14 ms as
+Arrow columns. In the stream, range over 1M series held in
+20k-event batches: median batch 3.7-4.0 s, 2.1-2.2 s, 1.7 s (docs/benchmarks-notes.md). Rows of
+the two earlier layouts still decode.
+
+Series keys are matched as ``sensor_id + "\\0" + metric``: unambiguous while metric names (the
+configured measures) hold no NUL.
 """
 
 from __future__ import annotations
 
+import json
 import pickle
-from dataclasses import dataclass
-from itertools import compress
+from collections.abc import Sequence
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 Key = tuple[str, str]
 
-# header + the pickle's length (8 bytes, little-endian) + the pickle compressed with zstd
-_HEADER = b"SAZ2"
+_ARROW = b"SAZ3"  # header + JSON + the columns' buffers, each compressed with zstd (``encode``)
+_PICKLED = b"SAZ2"  # header + 8-byte length + a zstd-compressed pickle of columns (2026-12-06)
+_VARIABLE = ("sensor", "metric", "blob")
+_FIELDS = [
+    pa.field("sensor", pa.string()),
+    pa.field("metric", pa.string()),
+    pa.field("seen", pa.int64()),  # last reading's processing time (ms)
+    pa.field("blob", pa.binary()),  # pickled detector states
+]
+_MODEL = pa.field("model", pa.int64())  # the model version each series follows (null: none)
 
 
 class BucketMismatch(RuntimeError):
     """The checkpoint's state was written with another ``detect.state_buckets``."""
 
 
-@dataclass
-class BucketState:
-    """Columns of one bucket's series; ``model`` is None when no series follows a model version."""
+def _schema(with_model: bool) -> pa.Schema:
+    return pa.schema([*_FIELDS, _MODEL] if with_model else _FIELDS)
 
-    buckets: int
-    token: bytes
-    sensor: list[str]
-    metric: list[str]
-    seen: np.ndarray  # last reading's processing time (ms), int64
-    blob: list[bytes]  # pickled detector states
-    model: list[int | None] | None
+
+class BucketState:
+    """One bucket's series as an Arrow table; its ``model`` column exists once a series follows a
+    model version. Rows have no order a caller may rely on: ``put`` moves updated series last."""
+
+    def __init__(self, buckets: int, token: bytes, table: pa.Table) -> None:
+        self.buckets, self.token, self.table = buckets, token, table
 
     @classmethod
     def empty(cls, buckets: int) -> BucketState:
-        return cls(buckets, b"", [], [], np.zeros(0, np.int64), [], None)
+        return cls(buckets, b"", _schema(False).empty_table())
 
     @classmethod
     def decode(cls, row: bytes, buckets: int) -> BucketState:
-        """The bucket in ``row``, refusing one written with another bucket count."""
-        if row[:4] == _HEADER:
-            size = int.from_bytes(row[4:12], "little")
-            row = pa.decompress(memoryview(row)[12:], decompressed_size=size, codec="zstd", asbytes=True)
-        saved = pickle.loads(row)
-        if saved.get("buckets") != buckets:
+        """The bucket in ``row``, refusing one written with another bucket count. Reads the Arrow
+        layout, and the two before it: zstd-compressed pickled columns, and a plain pickle of a
+        dict per series (checkpoints of earlier versions)."""
+        if row[:4] == _ARROW:
+            table, written, token = _read_columns(pa.py_buffer(row))
+        else:
+            if row[:4] == _PICKLED:
+                size = int.from_bytes(row[4:12], "little")
+                row = pa.decompress(memoryview(row)[12:], decompressed_size=size, codec="zstd", asbytes=True)
+            saved = pickle.loads(row)
+            written, token = saved.get("buckets"), saved.get("token", b"")
+            table = None
+        if written != buckets:
             raise BucketMismatch(
                 f"detect.state_buckets is {buckets} but the checkpoint's state was written with "
-                f"{saved.get('buckets')}: series would land in other buckets and lose their state. "
+                f"{written}: series would land in other buckets and lose their state. "
                 "Set it back, or start from a new detect.checkpoint."
             )
+        if table is not None:
+            return cls(buckets, token, table)
         if saved.get("version") == 2:
-            return cls(
-                buckets,
-                saved["token"],
-                saved["sensor"],
-                saved["metric"],
-                saved["seen"],
-                saved["blob"],
-                saved["model"],
-            )
-        return cls.from_entries(saved["series"], buckets, saved.get("token", b""))
+            cols = {k: saved[k] for k in ("sensor", "metric", "seen", "blob")}
+            if saved["model"] is not None:
+                cols["model"] = saved["model"]
+            return cls(buckets, token, pa.table(cols, schema=_schema(saved["model"] is not None)))
+        return cls.from_entries(saved["series"], buckets, token)
 
     @classmethod
     def from_entries(cls, series: dict[Key, list], buckets: int, token: bytes = b"") -> BucketState:
         """From the per-series layout: key -> [seen, pickled states(, model version)]."""
         entries = list(series.items())
         model = [e[2] if len(e) > 2 else None for _, e in entries]
-        return cls(
-            buckets,
-            token,
-            [k[0] for k, _ in entries],
-            [k[1] for k, _ in entries],
-            np.array([e[0] for _, e in entries], dtype=np.int64),
-            [e[1] for _, e in entries],
-            model if any(v is not None for v in model) else None,
-        )
+        with_model = any(v is not None for v in model)
+        cols = {
+            "sensor": [k[0] for k, _ in entries],
+            "metric": [k[1] for k, _ in entries],
+            "seen": [e[0] for _, e in entries],
+            "blob": [e[1] for _, e in entries],
+            **({"model": model} if with_model else {}),
+        }
+        return cls(buckets, token, pa.table(cols, schema=_schema(with_model)))
 
     def encode(self) -> bytes:
-        raw = pickle.dumps(
-            {
-                "version": 2,
-                "buckets": self.buckets,
-                "token": self.token,
-                "sensor": self.sensor,
-                "metric": self.metric,
-                "seen": self.seen,
-                "blob": self.blob,
-                "model": self.model,
-            },
-            protocol=pickle.HIGHEST_PROTOCOL,
-        )
-        return _HEADER + len(raw).to_bytes(8, "little") + pa.compress(raw, codec="zstd", asbytes=True)
+        return _write_columns(self.table, self.buckets, self.token)
 
     def __len__(self) -> int:
-        return len(self.blob)
+        return self.table.num_rows
 
-    def expire(self, now: int, timeout_ms: int) -> None:
-        """Drop the series silent for ``timeout_ms`` or longer."""
-        keep = (now - self.seen) < timeout_ms
+    @property
+    def has_model(self) -> bool:
+        """Whether the row records model versions (once any series followed one)."""
+        return "model" in self.table.column_names
+
+    @property
+    def model(self) -> list[int | None] | None:
+        """Each series' model version, or None when no series follows one."""
+        return self.table["model"].to_pylist() if self.has_model else None
+
+    def keys(self) -> list[Key]:
+        return list(zip(self.table["sensor"].to_pylist(), self.table["metric"].to_pylist(), strict=True))
+
+    def expire(self, now: int, timeout_ms: int) -> list[Key]:
+        """Drop the series silent for ``timeout_ms`` or longer; returns their keys."""
+        seen = self.table["seen"].to_numpy()
+        keep = (now - seen) < timeout_ms
         if keep.all():
-            return
-        self.sensor = list(compress(self.sensor, keep))
-        self.metric = list(compress(self.metric, keep))
-        self.blob = list(compress(self.blob, keep))
-        self.model = None if self.model is None else list(compress(self.model, keep))
-        self.seen = self.seen[keep]
+            return []
+        gone = BucketState(self.buckets, b"", self.table.filter(pa.array(~keep))).keys()
+        self.table = self.table.filter(pa.array(keep))
+        return gone
 
-    def index(self) -> dict[Key, int]:
-        return dict(zip(zip(self.sensor, self.metric, strict=True), range(len(self)), strict=True))
+    def positions(self, keys: Sequence[Key]) -> list[int | None]:
+        """Where each of ``keys`` is held (None: not held)."""
+        if not len(self) or not keys:
+            return [None] * len(keys)
+        held = pc.binary_join_element_wise(self.table["sensor"], self.table["metric"], "\0")
+        wanted = pa.array([f"{s}\0{m}" for s, m in keys], pa.string())
+        return pc.index_in(wanted, value_set=held.combine_chunks()).to_pylist()
+
+    def blobs(self, positions: Sequence[int]) -> list[bytes]:
+        return self.table["blob"].take(pa.array(positions, pa.int64())).to_pylist() if positions else []
+
+    def models(self, positions: Sequence[int]) -> list[int | None]:
+        """The versions followed at ``positions`` (all None when no series follows one)."""
+        if not self.has_model:
+            return [None] * len(positions)
+        return self.table["model"].take(pa.array(positions, pa.int64())).to_pylist() if positions else []
+
+    def put(
+        self,
+        positions: Sequence[int | None],
+        keys: Sequence[Key],
+        now: int,
+        blobs: Sequence[bytes],
+        models: Sequence[int | None] | None,
+    ) -> None:
+        """Save the new states of ``keys`` (seen at ``now``; ``positions`` as ``positions`` gave
+        them): the held ones replaced, the others added. ``models``: the model version each
+        follows (None: the model does not know it), or None when the detectors follow no model."""
+        with_model = self.has_model or models is not None
+        rest = self.table
+        held = [p for p in positions if p is not None]
+        if held:
+            keep = np.ones(len(rest), bool)
+            keep[held] = False
+            rest = rest.filter(pa.array(keep))
+        if with_model and "model" not in rest.column_names:
+            rest = rest.append_column(_MODEL, pa.nulls(len(rest), pa.int64()))
+        cols = {
+            "sensor": [k[0] for k in keys],
+            "metric": [k[1] for k in keys],
+            "seen": np.full(len(keys), now, np.int64),
+            "blob": list(blobs),
+            **({"model": models or [None] * len(keys)} if with_model else {}),
+        }
+        self.table = pa.concat_tables([rest, pa.table(cols, schema=_schema(with_model))])
 
     def entries(self) -> dict[Key, list]:
         """The per-series view: key -> [seen, pickled states(, model version)] (for tools, tests)."""
         model = self.model or [None] * len(self)
+        seen, blob = self.table["seen"].to_pylist(), self.table["blob"].to_pylist()
         return {
-            (s, m): [int(t), b] if v is None else [int(t), b, v]
-            for s, m, t, b, v in zip(
-                self.sensor, self.metric, self.seen.tolist(), self.blob, model, strict=True
-            )
+            k: [t, b] if v is None else [t, b, v]
+            for k, t, b, v in zip(self.keys(), seen, blob, model, strict=True)
         }
 
-    def put(
-        self,
-        index: dict[Key, int],
-        keys: list[Key],
-        now: int,
-        blobs: list[bytes],
-        models: list[int | None] | None,
-    ) -> None:
-        """Save the new states of ``keys`` (seen at ``now``): in place where held, else appended.
-        ``models``: the model version each follows (None: the model does not know it), or None
-        when the detectors follow no model."""
-        if models is None:
-            models = [None] * len(keys)
-        elif self.model is None:
-            self.model = [None] * len(self)
-        held, fresh = [], []
-        for i, k in enumerate(keys):
-            pos = index.get(k)
-            if pos is None:
-                fresh.append(i)
-                continue
-            held.append(pos)
-            self.blob[pos] = blobs[i]
-            if self.model is not None:
-                self.model[pos] = models[i]
-        if held:
-            self.seen[np.array(held)] = now
-        if fresh:
-            self.sensor.extend(keys[i][0] for i in fresh)
-            self.metric.extend(keys[i][1] for i in fresh)
-            self.blob.extend(blobs[i] for i in fresh)
-            if self.model is not None:
-                self.model.extend(models[i] for i in fresh)
-            self.seen = np.concatenate([self.seen, np.full(len(fresh), now, np.int64)])
+
+# The row's own container. An Arrow IPC stream (tried first) compresses each buffer alone, and the
+# offsets of the string and binary columns, rising by a few bytes per series, hardly compress:
+# they were 278 KB of a 460 KB row of 31k range states. Stored as lengths instead, which repeat,
+# the row is 181 KB (the pickled columns before: 193 KB). Layout: header, 4-byte length, JSON of
+# the row count, bucket count, token and each part's raw and compressed size, then the parts:
+# per variable-width column its lengths (int32) and its bytes, then ``seen`` (int64) and, when
+# present, the model versions (int64) and their validity (uint8).
+
+
+def _parts(table: pa.Table) -> list[memoryview]:
+    parts: list = []
+    for name in _VARIABLE:
+        col = table[name].combine_chunks()
+        off = (
+            np.frombuffer(col.buffers()[1], np.int32, len(col) + 1, col.offset * 4)
+            if len(col)
+            else np.zeros(1, np.int32)
+        )
+        data = col.buffers()[2] if len(col) else None
+        parts += [np.diff(off).astype(np.int32), b"" if data is None else data[off[0] : off[-1]]]
+    parts.append(table["seen"].combine_chunks().to_numpy(zero_copy_only=False).astype(np.int64, copy=False))
+    if "model" in table.column_names:
+        model = table["model"].combine_chunks()
+        parts += [
+            model.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64, copy=False),
+            model.is_valid().to_numpy(zero_copy_only=False).astype(np.uint8),
+        ]
+    return [memoryview(p).cast("B") if isinstance(p, np.ndarray) else memoryview(p) for p in parts]
+
+
+def _write_columns(table: pa.Table, buckets: int, token: bytes) -> bytes:
+    raw = _parts(table)
+    packed = [pa.compress(p, codec="zstd", asbytes=True) for p in raw]
+    head = json.dumps(
+        {
+            "rows": table.num_rows,
+            "buckets": buckets,
+            "token": token.hex(),
+            "model": "model" in table.column_names,
+            "sizes": [[r.nbytes, len(c)] for r, c in zip(raw, packed, strict=True)],
+        }
+    ).encode()
+    return b"".join([_ARROW, len(head).to_bytes(4, "little"), head, *packed])
+
+
+def _read_columns(row: pa.Buffer) -> tuple[pa.Table, int, bytes]:
+    size = int.from_bytes(row[4:8].to_pybytes(), "little")
+    head = json.loads(row[8 : 8 + size].to_pybytes())
+    n, pos, parts = head["rows"], 8 + size, []
+    for raw_size, packed_size in head["sizes"]:
+        parts.append(pa.decompress(row[pos : pos + packed_size], decompressed_size=raw_size, codec="zstd"))
+        pos += packed_size
+    cols = {}
+    for i, name in enumerate(_VARIABLE):
+        offsets = np.zeros(n + 1, np.int32)
+        np.cumsum(np.frombuffer(parts[2 * i], np.int32, n), out=offsets[1:])
+        kind = pa.binary() if name == "blob" else pa.string()
+        cols[name] = pa.Array.from_buffers(kind, n, [None, pa.py_buffer(offsets), parts[2 * i + 1]])
+    cols["seen"] = pa.Array.from_buffers(pa.int64(), n, [None, parts[6]])
+    if head["model"]:
+        valid = np.frombuffer(parts[8], np.uint8, n).astype(bool)
+        cols["model"] = pa.array(np.frombuffer(parts[7], np.int64, n), mask=~valid)
+    return pa.table(cols, schema=_schema(head["model"])), head["buckets"], bytes.fromhex(head["token"])

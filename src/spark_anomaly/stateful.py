@@ -171,11 +171,22 @@ def load_bucket(blob: bytes, buckets: int) -> dict[tuple[str, str], list]:
     return BucketState.decode(blob, buckets).entries()
 
 
-def _followed(saved: BucketState, pos: int) -> dict | None:
-    """The state a live series' cores need besides themselves: the model version they follow
-    (kept beside the pickled state, so a live series is not unpickled for it). Rows written
-    without a model, or before versions were recorded, have none."""
-    return None if saved.model is None else {PRIOR_VERSION: saved.model[pos]}
+def _held_states(saved: BucketState, keys: list, held: list, live: dict) -> list[dict | None]:
+    """What ``run_batch`` restores each series from: None for a new series; for a live one (its
+    cores kept in this worker) only the model version they follow, kept beside the pickled state
+    so it is not unpickled for that (none when the row records no versions); else its unpickled
+    state. Only these series' entries leave the row's Arrow buffers."""
+    states: list[dict | None] = [None] * len(keys)
+    restore = [
+        i for i, (k, pos) in enumerate(zip(keys, held, strict=True)) if pos is not None and k not in live
+    ]
+    for i, blob in zip(restore, saved.blobs([held[i] for i in restore]), strict=True):
+        states[i] = pickle.loads(blob)
+    if saved.has_model:
+        kept = [i for i, (k, pos) in enumerate(zip(keys, held, strict=True)) if pos is not None and k in live]
+        for i, version in zip(kept, saved.models([held[i] for i in kept]), strict=True):
+            states[i] = {PRIOR_VERSION: version}
+    return states
 
 
 def make_state_fn(
@@ -228,9 +239,9 @@ def make_state_fn(
     def run(pdf: pd.DataFrame, state: GroupState, key: tuple) -> pd.DataFrame:
         now = state.getCurrentProcessingTimeMs()
         saved = BucketState.decode(state.get[0], buckets) if state.exists else BucketState.empty(buckets)
-        saved.expire(now, timeout_ms)
-        index = saved.index()
-        live = {k: c for k, c in _take_live((ident, key), saved.token).items() if k in index}
+        live = _take_live((ident, key), saved.token)
+        for k in saved.expire(now, timeout_ms):
+            live.pop(k, None)
         # One lexsort: series by series, each in arrival (partition, offset) order.
         s_codes, s_uni = pd.factorize(pdf["sensor_id"], use_na_sentinel=False)
         m_codes, m_uni = pd.factorize(pdf["metric"], use_na_sentinel=False)
@@ -246,16 +257,12 @@ def make_state_fn(
         starts = np.r_[first, n]
         keys = [(s_uni[c // len(m_uni)], m_uni[c % len(m_uni)]) for c in code[first].tolist()]
         cores = [live.get(k, {}) for k in keys]
-        # a live series' cores are used as they are; it only needs the model version they follow
-        held = [index.get(k) for k in keys]
-        states = [
-            None if pos is None else _followed(saved, pos) if k in live else pickle.loads(saved.blob[pos])
-            for k, pos in zip(keys, held, strict=True)
-        ]
+        held = saved.positions(keys)
+        states = _held_states(saved, keys, held, live)
         priors = _priors(pdf, order[first])
         cols, new_states, new_cores = run_batch(detectors, values, ts, starts, states, priors, cores)
         blobs = [pickle.dumps(st, protocol=pickle.HIGHEST_PROTOCOL) for st in new_states]
-        saved.put(index, keys, now, blobs, [st[PRIOR_VERSION] for st in new_states] if follows else None)
+        saved.put(held, keys, now, blobs, [st[PRIOR_VERSION] for st in new_states] if follows else None)
         live.update(zip(keys, new_cores, strict=True))
         token = saved.token = os.urandom(16)
         state.update((saved.encode(),))

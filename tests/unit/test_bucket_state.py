@@ -1,10 +1,12 @@
 """A bucket's state row: columns of its series, compressed; rows of the older layouts still load,
-series expire by their last-seen time, and new states land in place or are appended."""
+series expire by their last-seen time, and new states replace held ones or are added."""
 
 from __future__ import annotations
 
 import pickle
 
+import numpy as np
+import pyarrow as pa
 import pytest
 
 from spark_anomaly.bucket_state import BucketMismatch, BucketState
@@ -34,34 +36,64 @@ def test_a_row_is_compressed_and_decodes_to_the_same_entries():
         BucketState.decode(row, 8)
 
 
-def test_rows_of_the_older_layout_still_decode():
-    """A plain pickle of the per-series dict, as checkpoints from before hold."""
+def test_rows_of_the_older_layouts_still_decode():
+    """A plain pickle of the per-series dict, as checkpoints from before 2026-12-06 hold, and the
+    zstd-compressed pickle of columns that followed it."""
     series = _entries(50, versions=False)
     raw = pickle.dumps({"version": 1, "buckets": 2, "token": b"t", "series": series})
     got = BucketState.decode(raw, 2)
     assert got.entries() == series and got.model is None and got.token == b"t"
+    series = _entries(3)
+    columns = {
+        "version": 2, "buckets": 2, "token": b"u", "sensor": [k[0] for k in series],
+        "metric": [k[1] for k in series], "seen": np.array([e[0] for e in series.values()], np.int64),
+        "blob": [e[1] for e in series.values()], "model": [e[2] for e in series.values()],
+    }  # fmt: skip
+    packed = pickle.dumps(columns)
+    row = b"SAZ2" + len(packed).to_bytes(8, "little") + pa.compress(packed, codec="zstd", asbytes=True)
+    got = BucketState.decode(row, 2)
+    assert got.entries() == series and got.token == b"u"
+    with pytest.raises(BucketMismatch):
+        BucketState.decode(row, 3)
 
 
-def test_expire_drops_the_silent_series_and_put_updates_in_place_or_appends():
+def test_an_empty_bucket_and_one_without_versions_round_trip():
+    for b in (BucketState.empty(3), BucketState.from_entries(_entries(4, versions=False), 3, b"v")):
+        got = BucketState.decode(b.encode(), 3)
+        assert got.entries() == b.entries() and got.token == b.token and got.model is None
+
+
+def test_expire_drops_the_silent_series_and_put_replaces_or_adds():
     b = BucketState.from_entries(_entries(3), 1)  # s0..s2 seen at 1,000..1,002
-    b.expire(now=61_000, timeout_ms=60_000)  # s0 silent for 60 s: gone, s1 for 59.999 s: kept
-    assert sorted(set(b.sensor)) == ["s1", "s2"] and len(b) == 4
-    index = b.index()
-    b.put(index, [("s1", "temp"), ("s9", "hum")], 70_000, [b"new", b"fresh"], [8, None])
+    gone = b.expire(now=61_000, timeout_ms=60_000)  # s0 silent for 60 s: gone, s1 for 59.999 s: kept
+    assert sorted(gone) == [("s0", "hum"), ("s0", "temp")]
+    assert sorted(b.entries()) == [("s1", "hum"), ("s1", "temp"), ("s2", "hum"), ("s2", "temp")]
+    assert b.expire(now=61_000, timeout_ms=60_000) == []
+    keys = [("s1", "temp"), ("s9", "hum"), ("s0", "temp")]
+    pos = b.positions(keys)
+    assert [None if p is None else b.keys()[p] for p in pos] == [("s1", "temp"), None, None]
+    assert [pickle.loads(x) for x in b.blobs([pos[0]])] == [pickle.loads(_blob(1))]
+    assert b.models([pos[0]]) == [7]
+    b.put(pos, keys, 70_000, [b"new", b"fresh", b"back"], [8, None, 8])
     got = b.entries()
+    assert len(got) == len(b) == 6
     assert got[("s1", "temp")] == [70_000, b"new", 8]
     assert got[("s9", "hum")] == [70_000, b"fresh"]  # the model does not know it
-    assert b.model[-1] is None and len(b.model) == len(b)
+    assert got[("s0", "temp")] == [70_000, b"back", 8]  # expired, so new again
     assert got[("s1", "hum")] == [1_001, _blob(1), 7]  # untouched
     assert BucketState.decode(b.encode(), 1).entries() == got
 
 
 def test_a_bucket_without_versions_gains_the_column_once_its_detectors_follow_a_model():
     b = BucketState.from_entries(_entries(2, versions=False), 1)
-    assert b.model is None
-    b.put(b.index(), [("s1", "temp")], 4_000, [b"y"], None)  # detectors without a model
-    assert b.model is None
-    b.put(b.index(), [("s0", "temp")], 5_000, [b"x"], [3])
-    assert b.model == [3, None, None, None]  # in place: s0 temp, s0 hum, s1 temp, s1 hum
+    assert b.model is None and not b.has_model
+    keys = [("s1", "temp")]
+    b.put(b.positions(keys), keys, 4_000, [b"y"], None)  # detectors without a model
+    assert b.model is None and b.models(b.positions(keys)) == [None]
+    keys = [("s0", "temp")]
+    b.put(b.positions(keys), keys, 5_000, [b"x"], [3])
+    assert b.has_model and sorted(b.model, key=lambda v: v or 0) == [None, None, None, 3]
     assert b.entries()[("s0", "temp")] == [5_000, b"x", 3]
-    assert b.seen.tolist() == [5_000, 1_000, 4_000, 1_001]
+    assert b.entries()[("s1", "temp")] == [4_000, b"y"]
+    assert b.entries()[("s1", "hum")] == [1_001, _blob(1)]
+    assert BucketState.decode(b.encode(), 1).entries() == b.entries()
