@@ -188,11 +188,12 @@ class BucketState:
 
 # The row's own container. An Arrow IPC stream (tried first) compresses each buffer alone, and the
 # offsets of the string and binary columns, rising by a few bytes per series, hardly compress:
-# they were 278 KB of a 460 KB row of 31k range states. Stored as lengths instead, which repeat,
-# the row is 181 KB (the pickled columns before: 193 KB). Layout: header, 4-byte length, JSON of
-# the row count, bucket count, token and each part's raw and compressed size, then the parts:
-# per variable-width column its lengths (int32) and its bytes, then ``seen`` (int64) and, when
-# present, the model versions (int64) and their validity (uint8).
+# they were 278 KB of a 460 KB row of 31k synthetic range states. Stored as lengths instead,
+# which repeat, that row is 181 KB (the pickled columns: 193 KB); rows of the stream's own range
+# states: 334 KB a bucket of 31k series, against 330 KB as pickled columns. Layout: header, 4-byte
+# length, JSON of the row count, bucket count, token and each part's raw and compressed size,
+# then the parts: per variable-width column its lengths (int32) and its bytes, then ``seen``
+# (int64) and, when present, the model versions (int64) and their validity (uint8).
 
 
 def _parts(table: pa.Table) -> list[memoryview]:
