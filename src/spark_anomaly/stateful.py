@@ -255,7 +255,14 @@ def make_state_fn(
         n = len(values)
         first = np.flatnonzero(np.r_[True, code[1:] != code[:-1]])
         starts = np.r_[first, n]
-        keys = [(s_uni[c // len(m_uni)], m_uni[c % len(m_uni)]) for c in code[first].tolist()]
+        series_codes = code[first]
+        keys = list(
+            zip(
+                np.asarray(s_uni, dtype=object)[series_codes // len(m_uni)].tolist(),
+                np.asarray(m_uni, dtype=object)[series_codes % len(m_uni)].tolist(),
+                strict=True,
+            )
+        )
         cores = [live.get(k, {}) for k in keys]
         held = saved.positions(keys)
         states = _held_states(saved, keys, held, live)
