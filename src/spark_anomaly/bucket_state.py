@@ -5,13 +5,14 @@ brings no readings for included, so the row is laid out for that: an Arrow table
 metrics, last-seen times, pickled states, model versions), stored as its columns' buffers, each
 compressed with zstd. A batch turns into Python objects only the series it brings readings for;
 the others stay in Arrow buffers from decode to encode. A bucket of 31k range states, 1,250 of
-them touched (the Python side of one call): 24 ms as pickled columns compressed whole, 14 ms as
-Arrow columns. In the stream, range over 1M series held in
-20k-event batches: median batch 3.7-4.0 s, 2.1-2.2 s, 1.7 s (docs/benchmarks-notes.md). Rows of
-the two earlier layouts still decode.
+them touched (the Python side of one call): 24 ms as pickled columns compressed whole, 13 ms as
+Arrow columns. In the stream, range over 1M series held in 20k-event batches: median batch
+3.7-4.0 s with a pickled entry per series, 2.1-2.2 s as pickled columns, 1.7 s as Arrow columns
+(docs/benchmarks-notes.md). Rows of the two earlier layouts still decode.
 
-Series keys are matched as ``sensor_id + "\\0" + metric``: unambiguous while metric names (the
-configured measures) hold no NUL.
+Series are found by hashing ``sensor_id + "\\0" + metric`` in Arrow (its look-up takes no pair of
+columns); names holding a NUL could make two pairs one string, so every hit's pair is checked
+and a wrong one looked up exactly.
 """
 
 from __future__ import annotations
@@ -40,6 +41,20 @@ _MODEL = pa.field("model", pa.int64())  # the model version each series follows 
 
 class BucketMismatch(RuntimeError):
     """The checkpoint's state was written with another ``detect.state_buckets``."""
+
+
+def _objects(values: pa.Array | pa.ChunkedArray) -> list:
+    """Strings or bytes as a list (``to_pylist`` builds a scalar per element: 20x slower)."""
+    return values.to_numpy(zero_copy_only=False).tolist()
+
+
+def _ints(values: pa.Array | pa.ChunkedArray) -> list[int | None]:
+    """Nullable integers as a list, nulls as None (``to_numpy`` would make them NaN floats)."""
+    valid = values.is_valid().to_numpy(zero_copy_only=False)
+    return [
+        v if ok else None
+        for v, ok in zip(values.fill_null(0).to_numpy().tolist(), valid.tolist(), strict=True)
+    ]
 
 
 def _schema(with_model: bool) -> pa.Schema:
@@ -115,10 +130,10 @@ class BucketState:
     @property
     def model(self) -> list[int | None] | None:
         """Each series' model version, or None when no series follows one."""
-        return self.table["model"].to_pylist() if self.has_model else None
+        return _ints(self.table["model"]) if self.has_model else None
 
     def keys(self) -> list[Key]:
-        return list(zip(self.table["sensor"].to_pylist(), self.table["metric"].to_pylist(), strict=True))
+        return list(zip(_objects(self.table["sensor"]), _objects(self.table["metric"]), strict=True))
 
     def expire(self, now: int, timeout_ms: int) -> list[Key]:
         """Drop the series silent for ``timeout_ms`` or longer; returns their keys."""
@@ -134,18 +149,27 @@ class BucketState:
         """Where each of ``keys`` is held (None: not held)."""
         if not len(self) or not keys:
             return [None] * len(keys)
-        held = pc.binary_join_element_wise(self.table["sensor"], self.table["metric"], "\0")
-        wanted = pa.array([f"{s}\0{m}" for s, m in keys], pa.string())
-        return pc.index_in(wanted, value_set=held.combine_chunks()).to_pylist()
+        sensor, metric = self.table["sensor"], self.table["metric"]
+        held = pc.binary_join_element_wise(sensor, metric, "\0").combine_chunks()
+        found = _ints(pc.index_in(pa.array([f"{s}\0{m}" for s, m in keys], pa.string()), value_set=held))
+        hits = [i for i, p in enumerate(found) if p is not None]
+        at = pa.array([found[i] for i in hits], pa.int64())
+        pairs = zip(_objects(sensor.take(at)), _objects(metric.take(at)), strict=True)
+        wrong = [i for i, pair in zip(hits, pairs, strict=True) if pair != keys[i]]
+        if wrong:  # joined alike, so the first such row was found: look these up exactly
+            exact = dict(zip(reversed(self.keys()), range(len(self) - 1, -1, -1), strict=True))
+            for i in wrong:
+                found[i] = exact.get(keys[i])
+        return found
 
     def blobs(self, positions: Sequence[int]) -> list[bytes]:
-        return self.table["blob"].take(pa.array(positions, pa.int64())).to_pylist() if positions else []
+        return _objects(self.table["blob"].take(pa.array(positions, pa.int64()))) if positions else []
 
     def models(self, positions: Sequence[int]) -> list[int | None]:
         """The versions followed at ``positions`` (all None when no series follows one)."""
         if not self.has_model:
             return [None] * len(positions)
-        return self.table["model"].take(pa.array(positions, pa.int64())).to_pylist() if positions else []
+        return _ints(self.table["model"].take(pa.array(positions, pa.int64()))) if positions else []
 
     def put(
         self,
@@ -179,7 +203,7 @@ class BucketState:
     def entries(self) -> dict[Key, list]:
         """The per-series view: key -> [seen, pickled states(, model version)] (for tools, tests)."""
         model = self.model or [None] * len(self)
-        seen, blob = self.table["seen"].to_pylist(), self.table["blob"].to_pylist()
+        seen, blob = self.table["seen"].to_numpy().tolist(), _objects(self.table["blob"])
         return {
             k: [t, b] if v is None else [t, b, v]
             for k, t, b, v in zip(self.keys(), seen, blob, model, strict=True)

@@ -97,3 +97,12 @@ def test_a_bucket_without_versions_gains_the_column_once_its_detectors_follow_a_
     assert b.entries()[("s1", "temp")] == [4_000, b"y"]
     assert b.entries()[("s1", "hum")] == [1_001, _blob(1)]
     assert BucketState.decode(b.encode(), 1).entries() == b.entries()
+
+
+def test_series_are_found_by_their_exact_pair_whatever_characters_the_names_hold():
+    # the same characters split differently between sensor and metric are different series
+    series = {("a\0b", "c"): [1, b"x"], ("a", "b\0c"): [2, b"y"], ("é", "tempé"): [3, b"z"]}
+    b = BucketState.from_entries(series, 1)
+    keys = [("a", "b\0c"), ("a\0b", "c"), ("é", "tempé"), ("a\0b\0c", ""), ("", "a\0b\0c")]
+    pos = b.positions(keys)
+    assert [None if p is None else b.keys()[p] for p in pos] == [*keys[:3], None, None]
