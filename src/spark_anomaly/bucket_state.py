@@ -224,12 +224,10 @@ def _parts(table: pa.Table) -> list[memoryview]:
     parts: list = []
     for name in _VARIABLE:
         col = table[name].combine_chunks()
-        off = (
-            np.frombuffer(col.buffers()[1], np.int32, len(col) + 1, col.offset * 4)
-            if len(col)
-            else np.zeros(1, np.int32)
-        )
-        data = col.buffers()[2] if len(col) else None
+        off, data = np.zeros(1, np.int32), None
+        if len(col):  # an empty array may have no buffers; all-empty strings no data buffer
+            off = np.frombuffer(col.buffers()[1], np.int32, len(col) + 1, col.offset * 4)
+            data = col.buffers()[2]
         parts += [np.diff(off).astype(np.int32), b"" if data is None else data[off[0] : off[-1]]]
     parts.append(table["seen"].combine_chunks().to_numpy(zero_copy_only=False).astype(np.int64, copy=False))
     if "model" in table.column_names:

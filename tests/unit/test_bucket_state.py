@@ -106,3 +106,11 @@ def test_series_are_found_by_their_exact_pair_whatever_characters_the_names_hold
     keys = [("a", "b\0c"), ("a\0b", "c"), ("é", "tempé"), ("a\0b\0c", ""), ("", "a\0b\0c")]
     pos = b.positions(keys)
     assert [None if p is None else b.keys()[p] for p in pos] == [*keys[:3], None, None]
+
+
+def test_empty_names_and_states_round_trip():
+    series = {("s0", ""): [5, b""], ("", "temp"): [6, b"x"]}
+    got = BucketState.decode(BucketState.from_entries(series, 1).encode(), 1)
+    assert got.entries() == series
+    only_empty = {("s0", ""): [5, b""]}  # no data buffers at all for metric and blob
+    assert BucketState.decode(BucketState.from_entries(only_empty, 1).encode(), 1).entries() == only_empty
