@@ -43,6 +43,17 @@ def batch_ranges(queries: list) -> list[dict[int, tuple[int, int]]]:
     return out
 
 
+def state_written(queries: list) -> list[int | None]:
+    """Bytes of state each batch that read records wrote (RocksDB's count; None without it)."""
+    out: list[int | None] = []
+    for q in queries:
+        for p in q.recentProgress:
+            if p["numInputRows"]:
+                ops = p["stateOperators"] or [{}]
+                out.append(ops[0].get("customMetrics", {}).get("rocksdbTotalBytesWritten"))
+    return out
+
+
 def held_before(
     spark: SparkSession, sink: DataFrame, ranges: Sequence[dict[int, tuple[int, int]]]
 ) -> list[int]:
@@ -106,6 +117,7 @@ def run(
         batch_ms=batch_durations(queries),
         batch_rows=[int(p["numInputRows"]) for q in queries for p in q.recentProgress if p["numInputRows"]],
         held=held_before(spark, sink, ranges),
+        state_bytes=state_written(queries),
         sink_rows=sink.count(),
         state_buckets=cfg.detect.state_buckets,
     )

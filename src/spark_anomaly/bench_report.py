@@ -392,6 +392,15 @@ def _span(values: list[int]) -> str:
     return f"{lo:,}" if lo == hi else f"{lo:,}–{hi:,}"
 
 
+def _state_mb(e: dict) -> str:
+    """The state a batch wrote once every series was held (median; runs before it was recorded
+    have none)."""
+    written = [
+        b for b, h in zip(e.get("state_bytes") or [], e["held"], strict=False) if b and h >= e["held"][-1]
+    ]
+    return f", state written a batch with all held {np.median(written) / 1e6:,.1f} MB" if written else ""
+
+
 def _held(results: dict[str, dict]) -> list[str]:
     keys = [k for k in results if k.startswith("held-")]
     if not keys:
@@ -429,7 +438,7 @@ def _held(results: dict[str, dict]) -> list[str]:
                 "",
                 f"{e['detector']}: {e['sensors']:,} sensors, {e['held'][-1]:,} series held at the end, "
                 f"{len(e['batch_ms'])} batches of {e['batch_events']:,} events, {e['state_buckets']} "
-                f"buckets, {r['cpu_s']:.1f} CPU-s, sink rows {e['sink_rows']:,}. Least-squares line: "
+                f"buckets, {r['cpu_s']:.1f} CPU-s, sink rows {e['sink_rows']:,}{_state_mb(e)}. Least-squares line: "
                 f"batch ms = {line[0]:,.0f} {line[1] * 1e5:+,.1f} per 100k series held.",
             ]
     return [*out, ""]

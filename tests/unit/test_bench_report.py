@@ -120,3 +120,9 @@ def test_held_table_groups_batches_by_the_share_of_series_held():
     text = "\n".join(lines)
     assert "800 series held at the end" in text
     assert "batch ms = 100 +5,000.0 per 100k series held" in text
+    assert "state written" not in text  # recorded before the runs kept it
+    r["extra"]["state_bytes"] = [10**6] * 4 + [2 * 10**6, 2 * 10**6, 3 * 10**6, 2 * 10**6, None]
+    text = R.render({}, {"held-range": r})
+    assert (
+        "state written a batch with all held 2.0 MB" in text
+    )  # batches 5-9, the one without a count left out
