@@ -18,7 +18,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from . import kafka_admin, loadgen
-from .bench_linear import batch_durations
+from .bench_linear import batch_durations, data_batches
 from .benchmark import Result, run_stateful, timed_stream
 from .config import AppConfig
 
@@ -34,24 +34,18 @@ def _offsets(value: str | dict | None) -> dict[str, int]:
 def batch_ranges(queries: list) -> list[dict[int, tuple[int, int]]]:
     """Per micro-batch that read records: {partition: (start offset, end offset)} of its source."""
     out = []
-    for q in queries:
-        for p in q.recentProgress:
-            if not p["numInputRows"]:
-                continue
-            start, end = (_offsets(p["sources"][0][k]) for k in ("startOffset", "endOffset"))
-            out.append({int(part): (int(start.get(part, 0)), int(end[part])) for part in end})
+    for p in data_batches(queries):
+        start, end = (_offsets(p["sources"][0][k]) for k in ("startOffset", "endOffset"))
+        out.append({int(part): (int(start.get(part, 0)), int(end[part])) for part in end})
     return out
 
 
 def state_written(queries: list) -> list[int | None]:
     """Bytes of state each batch that read records wrote (RocksDB's count; None without it)."""
-    out: list[int | None] = []
-    for q in queries:
-        for p in q.recentProgress:
-            if p["numInputRows"]:
-                ops = p["stateOperators"] or [{}]
-                out.append(ops[0].get("customMetrics", {}).get("rocksdbTotalBytesWritten"))
-    return out
+    return [
+        (p["stateOperators"] or [{}])[0].get("customMetrics", {}).get("rocksdbTotalBytesWritten")
+        for p in data_batches(queries)
+    ]
 
 
 def held_before(
@@ -115,7 +109,7 @@ def run(
         sensors=sensors,
         batch_events=batch_events,
         batch_ms=batch_durations(queries),
-        batch_rows=[int(p["numInputRows"]) for q in queries for p in q.recentProgress if p["numInputRows"]],
+        batch_rows=[int(p["numInputRows"]) for p in data_batches(queries)],
         held=held_before(spark, sink, ranges),
         state_bytes=state_written(queries),
         sink_rows=sink.count(),

@@ -25,14 +25,14 @@ def tail_offsets(ends: dict[int, int], topic: str, events: int) -> tuple[str, in
     return offsets, sum(ends[p] - starts[p] for p in ends)
 
 
+def data_batches(queries: list) -> list:
+    """The progress of each micro-batch that read records, in order."""
+    return [p for q in queries for p in q.recentProgress if p["numInputRows"]]
+
+
 def batch_durations(queries: list) -> list[int]:
     """``triggerExecution`` ms of each micro-batch that read records, in order."""
-    return [
-        int(p["durationMs"]["triggerExecution"])
-        for q in queries
-        for p in q.recentProgress
-        if p["numInputRows"]
-    ]
+    return [int(p["durationMs"]["triggerExecution"]) for p in data_batches(queries)]
 
 
 def run(

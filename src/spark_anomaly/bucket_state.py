@@ -57,6 +57,19 @@ def _ints(values: pa.Array | pa.ChunkedArray) -> list[int | None]:
     ]
 
 
+def _check_buckets(written: int | None, buckets: int) -> None:
+    if written != buckets:
+        raise BucketMismatch(
+            f"detect.state_buckets is {buckets} but the checkpoint's state was written with "
+            f"{written}: series would land in other buckets and lose their state. "
+            "Set it back, or start from a new detect.checkpoint."
+        )
+
+
+def _keys(table: pa.Table) -> list[Key]:
+    return list(zip(_objects(table["sensor"]), _objects(table["metric"]), strict=True))
+
+
 def _schema(with_model: bool) -> pa.Schema:
     return pa.schema([*_FIELDS, _MODEL] if with_model else _FIELDS)
 
@@ -79,26 +92,18 @@ class BucketState:
         dict per series (checkpoints of earlier versions)."""
         if row[:4] == _ARROW:
             table, written, token = _read_columns(pa.py_buffer(row))
-        else:
-            if row[:4] == _PICKLED:
-                size = int.from_bytes(row[4:12], "little")
-                row = pa.decompress(memoryview(row)[12:], decompressed_size=size, codec="zstd", asbytes=True)
-            saved = pickle.loads(row)
-            written, token = saved.get("buckets"), saved.get("token", b"")
-            table = None
-        if written != buckets:
-            raise BucketMismatch(
-                f"detect.state_buckets is {buckets} but the checkpoint's state was written with "
-                f"{written}: series would land in other buckets and lose their state. "
-                "Set it back, or start from a new detect.checkpoint."
-            )
-        if table is not None:
+            _check_buckets(written, buckets)
             return cls(buckets, token, table)
+        if row[:4] == _PICKLED:
+            size = int.from_bytes(row[4:12], "little")
+            row = pa.decompress(memoryview(row)[12:], decompressed_size=size, codec="zstd", asbytes=True)
+        saved = pickle.loads(row)
+        _check_buckets(saved.get("buckets"), buckets)
+        token = saved.get("token", b"")
         if saved.get("version") == 2:
-            cols = {k: saved[k] for k in ("sensor", "metric", "seen", "blob")}
-            if saved["model"] is not None:
-                cols["model"] = saved["model"]
-            return cls(buckets, token, pa.table(cols, schema=_schema(saved["model"] is not None)))
+            with_model = saved["model"] is not None
+            schema = _schema(with_model)
+            return cls(buckets, token, pa.table({k: saved[k] for k in schema.names}, schema=schema))
         return cls.from_entries(saved["series"], buckets, token)
 
     @classmethod
@@ -133,7 +138,7 @@ class BucketState:
         return _ints(self.table["model"]) if self.has_model else None
 
     def keys(self) -> list[Key]:
-        return list(zip(_objects(self.table["sensor"]), _objects(self.table["metric"]), strict=True))
+        return _keys(self.table)
 
     def expire(self, now: int, timeout_ms: int) -> list[Key]:
         """Drop the series silent for ``timeout_ms`` or longer; returns their keys."""
@@ -141,7 +146,7 @@ class BucketState:
         keep = (now - seen) < timeout_ms
         if keep.all():
             return []
-        gone = BucketState(self.buckets, b"", self.table.filter(pa.array(~keep))).keys()
+        gone = _keys(self.table.filter(pa.array(~keep)))
         self.table = self.table.filter(pa.array(keep))
         return gone
 
@@ -157,7 +162,7 @@ class BucketState:
         pairs = zip(_objects(sensor.take(at)), _objects(metric.take(at)), strict=True)
         wrong = [i for i, pair in zip(hits, pairs, strict=True) if pair != keys[i]]
         if wrong:  # joined alike, so the first such row was found: look these up exactly
-            exact = dict(zip(reversed(self.keys()), range(len(self) - 1, -1, -1), strict=True))
+            exact = dict(zip(self.keys(), range(len(self)), strict=True))
             for i in wrong:
                 found[i] = exact.get(keys[i])
         return found

@@ -177,13 +177,14 @@ def _held_states(saved: BucketState, keys: list, held: list, live: dict) -> list
     so it is not unpickled for that (none when the row records no versions); else its unpickled
     state. Only these series' entries leave the row's Arrow buffers."""
     states: list[dict | None] = [None] * len(keys)
-    restore = [
-        i for i, (k, pos) in enumerate(zip(keys, held, strict=True)) if pos is not None and k not in live
-    ]
+    restore: list[int] = []
+    kept: list[int] = []
+    for i, (k, pos) in enumerate(zip(keys, held, strict=True)):
+        if pos is not None:
+            (kept if k in live else restore).append(i)
     for i, blob in zip(restore, saved.blobs([held[i] for i in restore]), strict=True):
         states[i] = pickle.loads(blob)
     if saved.has_model:
-        kept = [i for i, (k, pos) in enumerate(zip(keys, held, strict=True)) if pos is not None and k in live]
         for i, version in zip(kept, saved.models([held[i] for i in kept]), strict=True):
             states[i] = {PRIOR_VERSION: version}
     return states
@@ -196,9 +197,9 @@ def make_state_fn(
 
     The state of a bucket holds per series its last-seen time (processing ms), its pickled
     detector states and, with a model, the version its cores follow (``bucket_state``). Only the
-    series present in the batch are unpickled and re-pickled. A series silent for ``timeout_ms`` is dropped at the next call
-    of its bucket (and starts afresh if it comes back); a bucket with no data at all for
-    ``timeout_ms`` times out as a whole. ``live_cache_mb`` bounds the live cores a worker keeps
+    series present in the batch are unpickled and re-pickled. A series silent for ``timeout_ms``
+    is dropped at the next call of its bucket (and starts afresh if it comes back); a bucket with
+    no data at all for ``timeout_ms`` times out as a whole. ``live_cache_mb`` bounds the live cores a worker keeps
     between batches (``live_budget_mb``, computed in the worker: on a cluster its machine is not
     the driver's).
     """
