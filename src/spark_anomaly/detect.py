@@ -156,7 +156,7 @@ def _aggregate_batch(cfg: AppConfig, model: LatestModel, zcfg: zscore.ZScoreConf
             if to_table and zcfg is not None:
                 batch.unpersist()
 
-    return process
+    return sink.interruptible(process)
 
 
 def _observed(seen: Observation, name: str) -> int | None:
@@ -204,7 +204,7 @@ def _intake_batch(spark: SparkSession, cfg: AppConfig, model: LatestModel, zcfg:
         finally:
             dead.unpersist()
 
-    return process
+    return sink.interruptible(process)
 
 
 def start(spark: SparkSession, cfg: AppConfig, available_now: bool = False) -> DetectQueries:

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pyspark.sql import DataFrame, SparkSession
 
 from . import model_store
+from .model_cache import follow
 
 log = logging.getLogger(__name__)
 
@@ -73,20 +74,9 @@ class LatestModel:
         if self.refresh_seconds <= 0 or self._thread is not None:
             return
 
-        def loop() -> None:
-            # The first look-up runs at once, beside the query's own start (offsets, planning),
-            # so the first micro-batch usually finds the model loaded instead of loading it.
-            pause = 0.0
-            while running():
-                time.sleep(pause)
-                pause = self.refresh_seconds
-                try:
-                    self.refresh(force=True)
-                except Exception as error:  # keep scoring with the version we have
-                    log.warning("detect: model refresh failed (%s); keeping version %s", error, self.version)
-
-        self._thread = threading.Thread(target=loop, name="spark-anomaly-model-refresh", daemon=True)
-        self._thread.start()
+        # The first look-up runs at once, beside the query's own start (offsets, planning), so the
+        # first micro-batch usually finds the model loaded instead of loading it.
+        self._thread = follow("model-refresh", running, self.refresh_seconds, lambda: self.refresh(force=True))
 
     def refresh(self, force: bool = False) -> None:
         """Load the table's newest version if its commit number moved (checked at most every

@@ -14,10 +14,13 @@ written by an older version of this job (transaction ids, no ``userMetadata``) r
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+from collections.abc import Callable
 
 from delta.tables import DeltaTable
+from py4j.protocol import Py4JJavaError
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 
@@ -111,3 +114,52 @@ class BatchAppender:
         writer.save(self.table)
         self._last = batch_id
         return True
+
+
+# The exceptions Spark takes for "interrupted by stop()" (StreamExecution.IO_EXCEPTION_NAMES).
+INTERRUPTIONS = (
+    "java.lang.InterruptedException",
+    "java.io.InterruptedIOException",
+    "java.nio.channels.ClosedByInterruptException",
+)
+
+
+class BatchInterrupted(RuntimeError):
+    """A micro-batch's Spark call was interrupted: its query is stopping."""
+
+
+def _interruption(error: Py4JJavaError) -> str | None:
+    """The Java interruption behind ``error`` (itself or a cause a few levels down), if any."""
+    cause, depth = error.java_exception, 0
+    while cause is not None and depth < 8:
+        name = cause.getClass().getName()
+        if name in INTERRUPTIONS:
+            return name
+        cause, depth = cause.getCause(), depth + 1
+    return None
+
+
+def interruptible(process: Callable[[DataFrame, int], None]) -> Callable[[DataFrame, int], None]:
+    """A ``foreachBatch`` function whose batch, interrupted by the query's stop, ends in a short error.
+
+    Spark tells a stop from a failure by matching the text of the Python error with a regular
+    expression whose recursion grows with the text; the Java stack trace of an interrupted Delta
+    write (13k characters) overflowed the stream thread's stack, so a query stopped during a
+    batch logged a StackOverflowError instead of stopping quietly. The short error keeps the words
+    Spark looks for (its pattern: ``Py4JJavaError: An error occurred while calling`` ... the
+    interruption's class name) and drops the trace; every other error passes unchanged.
+    """
+
+    @functools.wraps(process)
+    def run(batch: DataFrame, batch_id: int) -> None:
+        try:
+            process(batch, batch_id)
+        except Py4JJavaError as error:
+            name = _interruption(error)
+            if name is None:
+                raise
+            raise BatchInterrupted(
+                f"py4j.protocol.Py4JJavaError: An error occurred while calling Spark in batch {batch_id}: {name}"
+            ) from None
+
+    return run

@@ -4,6 +4,9 @@ and a restart from the checkpoint continues the same scores."""
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -11,7 +14,7 @@ import pandas as pd
 import pytest
 
 from spark_anomaly import detect, model_store, replay, stateful, train
-from spark_anomaly.config import DetectorSpec
+from spark_anomaly.config import REPO_ROOT, DetectorSpec
 from spark_anomaly.detectors import SeriesPrior
 
 from .helpers import config, new_topic, produce, read_table, reading, run_available_now, write_history
@@ -69,9 +72,16 @@ def _wait_for_rows(spark, tmp_path, rows: int, timeout_s: float = 240) -> None:
         time.sleep(0.5)
 
 
-def test_a_new_model_version_reaches_the_stateful_detectors_mid_stream(spark, kafka_bootstrap, tmp_path):
+def _new_version_mid_stream(spark, kafka_bootstrap, tmp_path, refresh_seconds: float, train_v2) -> pd.DataFrame:
+    """The range detector's temp rows before and after a second model version lands mid-stream."""
     topic = new_topic(kafka_bootstrap)
-    cfg, _ = config(tmp_path, kafka_bootstrap, topic, "detect.detectors=[{name: range, params: {}}]")
+    cfg, ov = config(
+        tmp_path,
+        kafka_bootstrap,
+        topic,
+        "detect.detectors=[{name: range, params: {}}]",
+        f"model.refresh_seconds={refresh_seconds}",
+    )
     write_history(tmp_path / "history", sensors=2, count=100, temp=20.0)
     v1 = train.run(spark, cfg, "full").version
     queries = detect.start(spark, cfg)
@@ -80,15 +90,19 @@ def test_a_new_model_version_reaches_the_stateful_detectors_mid_stream(spark, ka
         _wait_for_rows(spark, tmp_path, 20)  # temp and hum
         # a version trained on hotter history: 30 degrees is inside its range
         write_history(tmp_path / "history", sensors=2, count=2000, start_ts=500_000, temp=30.0)
-        v2 = train.run(spark, cfg, "full").version
+        v2 = train_v2(cfg, ov)
+        time.sleep(2 * refresh_seconds)  # the detect job looks for it every refresh_seconds
         produce(
             kafka_bootstrap,
             topic,
             [(s, reading(s, 2_000_000 + i, 30.0, 40.0)) for i in range(10) for s in ("s0", "s1")],
         )
         _wait_for_rows(spark, tmp_path, 60)
+        plan = queries.queries[-1]._jsq.streamingQuery().lastExecution().executedPlan().toString()
     finally:
         queries.stop()
+    # with refresh_seconds > 0 the batches join the model's cached copy, not a read of the table
+    assert ("InMemoryTableScan" in plan) == (refresh_seconds > 0)
     got = _scored(spark, tmp_path)
     temps = got[(got.detector == "range") & (got.metric == "temp")]
     assert len(temps) == 30
@@ -99,6 +113,29 @@ def test_a_new_model_version_reaches_the_stateful_detectors_mid_stream(spark, ka
     # against the new version's range
     assert not after.is_anomaly.any()
     assert set(before.upper) == {21.0} and set(after.upper) == {31.0}  # v2 saw both histories
+
+
+def test_a_new_model_version_reaches_the_stateful_detectors_mid_stream(spark, kafka_bootstrap, tmp_path):
+    """Without the cached copy (refresh_seconds 0) every batch reads the table's newest version."""
+    _new_version_mid_stream(
+        spark, kafka_bootstrap, tmp_path, 0, lambda cfg, ov: train.run(spark, cfg, "full").version
+    )
+
+
+def test_a_version_trained_by_another_process_reaches_the_cached_stateful_join(spark, kafka_bootstrap, tmp_path):
+    """The deployed case: the train job runs apart, so only the detect job's own look at the
+    table's last commit can replace the cached copy (a write from this session would recache it)."""
+
+    def train_apart(cfg, ov) -> int:
+        cmd = [sys.executable, str(REPO_ROOT / "jobs" / "train_model.py"), "--mode", "full"]
+        env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "src")}
+        done = subprocess.run(
+            cmd + [a for o in ov for a in ("--set", o)], env=env, capture_output=True, text=True, timeout=600
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        return model_store.latest_version(spark, cfg.path(cfg.model.table)).version
+
+    _new_version_mid_stream(spark, kafka_bootstrap, tmp_path, 1, train_apart)
 
 
 def _scored(spark, tmp_path) -> pd.DataFrame:

@@ -1,6 +1,11 @@
-"""The Delta sink: table creation with the result contract, idempotent appends."""
+"""The Delta sink: table creation with the result contract, idempotent appends, and a quiet stop
+of a batch its query interrupts."""
 
+import traceback
+
+import pytest
 from delta.tables import DeltaTable
+from py4j.protocol import Py4JJavaError
 
 from spark_anomaly import sink
 from spark_anomaly.results import RESULT_SCHEMA
@@ -53,3 +58,46 @@ def test_batch_appender_honours_transaction_ids_of_older_writes(spark, tmp_path)
     assert _rows(spark, table) == 1
     appender.append(df, 6)
     assert _rows(spark, table) == 2
+
+
+def _stop_check(spark, text: str) -> bool:
+    """Spark's own test for "the query was stopped" on the error text a Python foreachBatch returns."""
+    jvm = spark._jvm
+    check = jvm.org.apache.spark.sql.execution.streaming.runtime.StreamExecution.isInterruptionException
+    return check(jvm.py4j.Py4JException(text), spark.sparkContext._jsc.sc())
+
+
+def test_a_batch_interrupted_by_the_stop_ends_in_a_short_error_spark_takes_for_a_stop(spark):
+    jvm = spark._jvm
+
+    def process(batch, batch_id):  # a Spark call the query's stop interrupts
+        jvm.java.lang.Thread.currentThread().interrupt()
+        jvm.java.lang.Thread.sleep(1000)
+
+    with pytest.raises(sink.BatchInterrupted) as caught:
+        sink.interruptible(process)(None, 7)
+    # what the Python side of foreachBatch hands back to Spark: the traceback, as text
+    text = "An exception was raised by the Python Proxy. Return Message: " + "".join(
+        traceback.format_exception(caught.value)
+    )
+    assert len(text) < 2_000 and _stop_check(spark, text)
+
+
+def test_an_interruption_found_among_the_causes_and_other_errors_unchanged(spark):
+    jvm = spark._jvm
+    cancelled = jvm.org.apache.spark.SparkException("job aborted", jvm.java.lang.InterruptedException())
+    other = Py4JJavaError("An error occurred while calling o1.save.\n", jvm.java.lang.IllegalStateException("boom"))
+
+    def raising(error):
+        def process(batch, batch_id):
+            raise error
+
+        return sink.interruptible(process)
+
+    with pytest.raises(sink.BatchInterrupted, match="InterruptedException"):
+        raising(Py4JJavaError("An error occurred while calling o1.save.\n", cancelled))(None, 1)
+    with pytest.raises(Py4JJavaError) as caught:
+        raising(other)(None, 1)
+    assert caught.value is other
+    with pytest.raises(ValueError):
+        raising(ValueError("not from the JVM"))(None, 1)

@@ -1,0 +1,74 @@
+"""ModelCache: the newest version cached under the plan the stateful join uses, so Spark reads it
+from memory, and cached again when the table's last commit moves or the copy was dropped."""
+
+from __future__ import annotations
+
+from pyspark.sql import functions as F
+
+from spark_anomaly import model_store, stateful, train
+from spark_anomaly.model_cache import ModelCache
+
+
+def _write(spark, table: str, mean: float, version: int) -> None:
+    rows = spark.createDataFrame(
+        [("s1", "temp", t, mean + (t % 3)) for t in range(30)],
+        "sensor_id string, metric string, ts long, value double",
+    )
+    model_store.write_version(
+        spark, train.compute_stats(rows), table, None, version=version, mode="full", source="test"
+    )
+
+
+def _join_plan(spark, table: str) -> str:
+    readings = spark.createDataFrame([("s1", "temp", 1, 20.0)], "sensor_id string, metric string, ts long, value double")
+    joined = stateful.with_latest_model(spark, readings, table)
+    joined.collect()
+    return joined._jdf.queryExecution().executedPlan().toString()
+
+
+def test_the_join_reads_the_cached_copy_and_a_moved_commit_caches_again(spark, tmp_path, monkeypatch):
+    table = str(tmp_path / "model")
+    _write(spark, table, 20.0, version=1)
+    cache = ModelCache(spark, table, lambda: stateful.newest_prior(spark, table), refresh_seconds=5)
+    try:
+        assert "InMemoryTableScan" not in _join_plan(spark, table)  # nothing cached: the table is read
+        assert cache.refresh() and cache.cached
+        first = cache.commit
+        assert "InMemoryTableScan" in _join_plan(spark, table)
+        assert not cache.refresh() and cache.commit == first  # same commit: the copy stays
+
+        # A version written by another process: this session's cache manager does not hear of it
+        # (a write from this session would recache by itself), only the commit number moves.
+        real = model_store.last_commit
+        monkeypatch.setattr(model_store, "last_commit", lambda s, t: (real(s, t)[0] + 1, None))
+        assert cache.refresh() and cache.commit == first + 1 and cache.cached
+        assert "InMemoryTableScan" in _join_plan(spark, table)
+
+        # dropped by another holder of the same plan (the cache of a query that stopped)
+        stateful.newest_prior(spark, table).unpersist()
+        assert not cache.cached
+        assert cache.refresh() and cache.cached
+    finally:
+        cache.close()
+    assert not cache.cached and "InMemoryTableScan" not in _join_plan(spark, table)
+
+
+def test_the_cached_copy_is_the_newest_version_at_caching_time(spark, tmp_path):
+    table = str(tmp_path / "model")
+    _write(spark, table, 20.0, version=1)
+    _write(spark, table, 30.0, version=2)
+    cache = ModelCache(spark, table, lambda: stateful.newest_prior(spark, table), refresh_seconds=5)
+    try:
+        cache.refresh()
+        row = stateful.newest_prior(spark, table).select("model_version", F.round("mean", 6).alias("m")).first()
+        assert (row.model_version, row.m) == (2, 31.0)
+    finally:
+        cache.close()
+
+
+def test_refresh_seconds_zero_caches_nothing(spark, tmp_path):
+    table = str(tmp_path / "model")
+    _write(spark, table, 20.0, version=1)
+    cache = ModelCache(spark, table, lambda: stateful.newest_prior(spark, table), refresh_seconds=0)
+    cache.load()
+    assert not cache.cached and "InMemoryTableScan" not in _join_plan(spark, table)
