@@ -105,7 +105,10 @@ class ModelCache:
         """Cache the newest version now (before the query starts, so its first batch finds it);
         with ``refresh_seconds`` 0 nothing is cached and every batch reads the table."""
         if self.refresh_seconds > 0:
-            self.refresh()
+            try:
+                self.refresh()
+            except Exception as error:  # noqa: BLE001 - the batches read the table meanwhile
+                log.warning("detect: caching the model failed (%s); trying again in %ss", error, self.refresh_seconds)
 
     def follow(self, running: Callable[[], bool]) -> None:
         """Look for a new commit every ``refresh_seconds`` while ``running()``."""

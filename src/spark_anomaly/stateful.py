@@ -398,13 +398,18 @@ def start_readings_query(
     def write(batch: DataFrame, batch_id: int) -> None:
         appender.append(batch.where("is_anomaly") if only_anomalies else batch, batch_id)
 
-    query = (
-        scored.writeStream.queryName("spark-anomaly-stateful")
-        .foreachBatch(sink.interruptible(write))
-        .option("checkpointLocation", ckpt)
-        .trigger(**trigger)
-        .start()
-    )
+    try:
+        query = (
+            scored.writeStream.queryName("spark-anomaly-stateful")
+            .foreachBatch(sink.interruptible(write))
+            .option("checkpointLocation", ckpt)
+            .trigger(**trigger)
+            .start()
+        )
+    except Exception:
+        if model is not None:
+            model.close()
+        raise
     if model is not None:
         model.follow(lambda: query.isActive)
     return query

@@ -72,3 +72,19 @@ def test_refresh_seconds_zero_caches_nothing(spark, tmp_path):
     cache = ModelCache(spark, table, lambda: stateful.newest_prior(spark, table), refresh_seconds=0)
     cache.load()
     assert not cache.cached and "InMemoryTableScan" not in _join_plan(spark, table)
+
+
+def test_a_failed_first_load_leaves_the_batches_reading_the_table(spark, tmp_path, monkeypatch):
+    table = str(tmp_path / "model")
+    _write(spark, table, 20.0, version=1)
+    cache = ModelCache(spark, table, lambda: stateful.newest_prior(spark, table), refresh_seconds=5)
+
+    def unreachable(*args):
+        raise OSError("object store unreachable")
+
+    monkeypatch.setattr(model_store, "last_commit", unreachable)
+    cache.load()  # the query still starts; the refresh thread tries again later
+    assert not cache.cached and "InMemoryTableScan" not in _join_plan(spark, table)
+    monkeypatch.undo()
+    assert cache.refresh() and cache.cached
+    cache.close()
