@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 
 from pyspark.sql import DataFrame, SparkSession
@@ -61,6 +62,13 @@ def follow(
     return thread
 
 
+# Live holders per cached plan (by its semantic hash): the cache manager keeps one copy per plan,
+# so a holder that closes (the cache of a query that stopped) must not drop the copy another
+# holder of the same plan (a newer query in the same JVM) still uses.
+_holders: Counter[int] = Counter()
+_holders_lock = threading.Lock()
+
+
 class ModelCache:
     """Keeps ``frame()`` (a read of ``table``'s newest version, built the same way on every call)
     cached while the table's last commit stays the same."""
@@ -70,6 +78,7 @@ class ModelCache:
         self._frame = frame
         self._cached: DataFrame | None = None
         self._commit: int | None = None
+        self._plan: int | None = None  # semantic hash of the plan held (counted in _holders)
         self._lock = threading.Lock()
 
     @property
@@ -79,8 +88,8 @@ class ModelCache:
 
     @property
     def cached(self) -> bool:
-        """Whether the copy is still in the cache manager (another holder of the same plan, such
-        as the cache of a query that stopped, may have dropped it: the next refresh caches again)."""
+        """Whether the copy is still in the cache manager (if something dropped it, such as an
+        ``unpersist`` of the same plan elsewhere, the next refresh caches it again)."""
         if self._cached is None:
             return False
         level = self._cached.storageLevel
@@ -92,11 +101,15 @@ class ModelCache:
             last = model_store.last_commit(self.spark, self.table)
             if last is None or (last[0] == self._commit and self.cached):
                 return False
-            # The old copy goes first: the cache manager keeps one copy per plan, and the new
-            # frame's plan is the same as the old one's (only the table behind it changed).
-            self._drop()
-            fresh = self._frame().cache()
+            # The old copy goes first, for every holder of the plan: the cache manager keeps one
+            # copy per plan (caching a plan it holds does nothing), and the new frame's plan is
+            # the same as the old one's, only the table behind it changed; they all want the
+            # newest version.
+            fresh = self._frame()
+            fresh.unpersist()
+            fresh.cache()
             series = fresh.count()
+            self._hold(fresh.semanticHash())
             self._cached, self._commit = fresh, last[0]
         log.warning("detect: model cached for the stateful join at commit %d (%d series)", last[0], series)
         return True
@@ -119,7 +132,21 @@ class ModelCache:
         with self._lock:
             self._drop()
 
+    def _hold(self, plan: int) -> None:
+        with _holders_lock:
+            if self._plan != plan:
+                _holders[plan] += 1
+                if self._plan is not None:
+                    _holders[self._plan] -= 1
+                self._plan = plan
+
     def _drop(self) -> None:
-        if self._cached is not None:
-            self._cached.unpersist()
-        self._cached, self._commit = None, None
+        """Stop holding the copy; drop it unless another holder of the same plan still uses it."""
+        with _holders_lock:
+            if self._plan is not None:
+                _holders[self._plan] -= 1
+                if _holders[self._plan] <= 0:
+                    del _holders[self._plan]
+                    if self._cached is not None:
+                        self._cached.unpersist()
+            self._cached, self._commit, self._plan = None, None, None

@@ -88,3 +88,19 @@ def test_a_failed_first_load_leaves_the_batches_reading_the_table(spark, tmp_pat
     monkeypatch.undo()
     assert cache.refresh() and cache.cached
     cache.close()
+
+
+def test_a_closing_holder_keeps_the_copy_another_holder_of_the_plan_uses(spark, tmp_path):
+    """Two queries of one JVM over the same model (the first stopping as the second runs): the
+    cache manager keeps one copy per plan, so the first one's close must not drop it."""
+    table = str(tmp_path / "model")
+    _write(spark, table, 20.0, version=1)
+    first, second = (
+        ModelCache(spark, table, lambda: stateful.newest_prior(spark, table), refresh_seconds=5) for _ in range(2)
+    )
+    assert first.refresh() and second.refresh()
+    first.close()
+    assert second.cached and "InMemoryTableScan" in _join_plan(spark, table)
+    second.close()
+    assert not second.cached and "InMemoryTableScan" not in _join_plan(spark, table)
+
