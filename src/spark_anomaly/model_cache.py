@@ -133,11 +133,10 @@ class ModelCache:
             self._drop()
 
     def _hold(self, plan: int) -> None:
+        """Count this holder once (its ``frame()`` always builds the same plan)."""
         with _holders_lock:
-            if self._plan != plan:
+            if self._plan is None:
                 _holders[plan] += 1
-                if self._plan is not None:
-                    _holders[self._plan] -= 1
                 self._plan = plan
 
     def _drop(self) -> None:
