@@ -321,9 +321,12 @@ def newest_prior(spark: SparkSession, table: str) -> DataFrame:
     )
 
 
-def with_latest_model(spark: SparkSession, readings: DataFrame, table: str) -> DataFrame:
-    """Stream-static join with the newest model version (``newest_prior``)."""
-    if not model_store.table_exists(spark, table):
+def with_latest_model(
+    spark: SparkSession, readings: DataFrame, table: str, exists: bool | None = None
+) -> DataFrame:
+    """Stream-static join with the newest model version (``newest_prior``); without a model table
+    (``exists``, looked up when not given) the prior columns are null."""
+    if not (model_store.table_exists(spark, table) if exists is None else exists):
         nulls = [
             F.lit(None).cast(f.dataType).alias(f.name)
             for f in model_store.PRIOR_SCHEMA.fields
@@ -377,8 +380,9 @@ def start_readings_query(
     model: ModelCache | None = None
     if needs_prior(detectors):
         table = cfg.path(cfg.model.table)
-        readings = with_latest_model(spark, readings, table)
-        if model_store.table_exists(spark, table):
+        exists = model_store.table_exists(spark, table)
+        readings = with_latest_model(spark, readings, table, exists)
+        if exists:
             model = ModelCache(spark, table, lambda: newest_prior(spark, table), cfg.model.refresh_seconds)
             model.load()
     scored = apply_detectors(

@@ -12,6 +12,7 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
+from pyspark.sql import functions as F
 
 from spark_anomaly import detect, model_store, replay, stateful, train
 from spark_anomaly.config import REPO_ROOT, DetectorSpec
@@ -72,6 +73,16 @@ def _wait_for_rows(spark, tmp_path, rows: int, timeout_s: float = 240) -> None:
         time.sleep(0.5)
 
 
+def _wait_for_model(spark, cfg, version: int, timeout_s: float = 120) -> None:
+    """Until the model the stateful join sees is ``version``: read through this session, the read
+    uses the job's cached copy while there is one, so this waits for the job to cache the version."""
+    deadline = time.monotonic() + timeout_s
+    table = cfg.path(cfg.model.table)
+    while stateful.newest_prior(spark, table).agg(F.max("model_version")).first()[0] != version:
+        assert time.monotonic() < deadline, f"model version {version} did not reach the stateful join"
+        time.sleep(0.5)
+
+
 def _new_version_mid_stream(spark, kafka_bootstrap, tmp_path, refresh_seconds: float, train_v2) -> pd.DataFrame:
     """The range detector's temp rows before and after a second model version lands mid-stream."""
     topic = new_topic(kafka_bootstrap)
@@ -91,7 +102,7 @@ def _new_version_mid_stream(spark, kafka_bootstrap, tmp_path, refresh_seconds: f
         # a version trained on hotter history: 30 degrees is inside its range
         write_history(tmp_path / "history", sensors=2, count=2000, start_ts=500_000, temp=30.0)
         v2 = train_v2(cfg, ov)
-        time.sleep(2 * refresh_seconds)  # the detect job looks for it every refresh_seconds
+        _wait_for_model(spark, cfg, v2)  # the detect job looks for it every refresh_seconds
         produce(
             kafka_bootstrap,
             topic,

@@ -53,15 +53,16 @@ def test_the_join_reads_the_cached_copy_and_a_moved_commit_caches_again(spark, t
     assert not cache.cached and "InMemoryTableScan" not in _join_plan(spark, table)
 
 
-def test_the_cached_copy_is_the_newest_version_at_caching_time(spark, tmp_path):
+def test_the_copy_holds_the_newest_version_alone(spark, tmp_path):
     table = str(tmp_path / "model")
     _write(spark, table, 20.0, version=1)
     _write(spark, table, 30.0, version=2)
     cache = ModelCache(spark, table, lambda: stateful.newest_prior(spark, table), refresh_seconds=5)
     try:
-        cache.refresh()
-        row = stateful.newest_prior(spark, table).select("model_version", F.round("mean", 6).alias("m")).first()
-        assert (row.model_version, row.m) == (2, 31.0)
+        assert cache.refresh()
+        assert "InMemoryTableScan" in _join_plan(spark, table)  # what follows reads the copy
+        rows = stateful.newest_prior(spark, table).select("model_version", F.round("mean", 6).alias("m")).collect()
+        assert [(r.model_version, r.m) for r in rows] == [(2, 31.0)]
     finally:
         cache.close()
 
