@@ -28,8 +28,9 @@ from .config import AppConfig, ConfigError
 from .detectors import registry, zscore
 from .latest_model import LatestModel
 from .log_checkpoints import LogCheckpointer
-from .results import RESULT_SCHEMA, conform
+from .results import RESULT_SCHEMA
 from .series_runner import bind
+from .zscore_batch import ZScoreBatch
 
 log = logging.getLogger(__name__)
 
@@ -108,20 +109,9 @@ def latest_zscore_model(
 def score_stateless(
     readings: DataFrame, model: DataFrame, version: int | None, cfg: zscore.ZScoreConfig
 ) -> DataFrame:
-    """Join readings with the model, as ``scoring.zscore_model`` shapes it, and apply zscore. The
-    join is the one the model frame's hint asks for (``LatestModel``: broadcast, or a shuffle for
-    a large model); without one Spark picks by the model's size."""
-    joined = readings.join(model, ["sensor_id", "metric"], "left")
-    return conform(
-        joined.select(
-            *parsing.READING_COLUMNS,
-            *parsing.LINEAGE_COLUMNS,
-            *[c for c in aggregation.AGGREGATED_COLUMNS if c in readings.columns],
-            F.lit("zscore").alias("detector"),
-            F.lit(version).cast("long").alias("model_version"),
-            *scoring.zscore_columns(cfg),
-        )
-    )
+    """Join readings with the model, as ``scoring.zscore_model`` shapes it, and apply zscore (once;
+    a query scoring every micro-batch keeps a ``ZScoreBatch``)."""
+    return ZScoreBatch(cfg)(readings, model, version)
 
 
 def aggregated_stream(spark: SparkSession, cfg: AppConfig) -> DataFrame:
@@ -138,6 +128,7 @@ def _aggregate_batch(cfg: AppConfig, model: LatestModel, zcfg: zscore.ZScoreConf
     sink_table, agg_table = cfg.path(cfg.detect.sink_table), cfg.path(cfg.detect.aggregation.table)
     scored = sink.BatchAppender(sink_table, sink.app_id(ckpt, sink_table))
     windows = sink.BatchAppender(agg_table, sink.app_id(ckpt, agg_table))
+    score = None if zcfg is None else ZScoreBatch(zcfg, anomalies_only=cfg.detect.output == "anomalies")
 
     def process(batch: DataFrame, batch_id: int) -> None:
         # Cached when read twice: recomputing would re-read the aggregation state store.
@@ -146,12 +137,9 @@ def _aggregate_batch(cfg: AppConfig, model: LatestModel, zcfg: zscore.ZScoreConf
         try:
             if to_table:
                 windows.append(batch, batch_id)
-            if zcfg is not None:
+            if score is not None:
                 version, frame = model.get()
-                out = score_stateless(batch, frame, version, zcfg)
-                if cfg.detect.output == "anomalies":
-                    out = out.where("is_anomaly")
-                scored.append(out, batch_id)
+                scored.append(score(batch, frame, version), batch_id)
         finally:
             if to_table and zcfg is not None:
                 batch.unpersist()
@@ -180,18 +168,18 @@ def _intake_batch(spark: SparkSession, cfg: AppConfig, model: LatestModel, zcfg:
     ckpt = cfg.path(cfg.detect.checkpoint) + "/intake"
     scored = sink.BatchAppender(sink_table, sink.app_id(ckpt, sink_table))
     dead_letters = sink.BatchAppender(dead_table, sink.app_id(ckpt, dead_table))
-    dead_reason = F.col("dead_reason")
+    # The expressions are built once here, not per batch (``ZScoreBatch``).
+    rejects_count = F.count(F.when(F.col("dead_reason").isNotNull(), 1)).alias("rejects")
+    melt = parsing.Readings(cfg.input)
+    score = None if zcfg is None else ZScoreBatch(zcfg, anomalies_only=cfg.detect.output == "anomalies")
 
     def process(batch: DataFrame, batch_id: int) -> None:
         rejects: int | None = None  # unknown until counted
-        if zcfg is not None:
+        if score is not None:
             seen = Observation(f"spark-anomaly-intake-{batch_id}")
-            counted = batch.observe(seen, F.count(F.when(dead_reason.isNotNull(), 1)).alias("rejects"))
+            counted = batch.observe(seen, rejects_count)
             version, frame = model.get()
-            out = score_stateless(parsing.readings(counted, cfg.input), frame, version, zcfg)
-            if cfg.detect.output == "anomalies":
-                out = out.where("is_anomaly")
-            if scored.append(out, batch_id):
+            if scored.append(score(melt(counted), frame, version), batch_id):
                 rejects = _observed(seen, "rejects")
         if rejects == 0:
             return

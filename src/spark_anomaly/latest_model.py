@@ -76,7 +76,9 @@ class LatestModel:
 
         # The first look-up runs at once, beside the query's own start (offsets, planning), so the
         # first micro-batch usually finds the model loaded instead of loading it.
-        self._thread = follow("model-refresh", running, self.refresh_seconds, lambda: self.refresh(force=True))
+        self._thread = follow(
+            "model-refresh", running, self.refresh_seconds, lambda: self.refresh(force=True)
+        )
 
     def refresh(self, force: bool = False) -> None:
         """Load the table's newest version if its commit number moved (checked at most every

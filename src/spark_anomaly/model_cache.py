@@ -73,7 +73,9 @@ class ModelCache:
     """Keeps ``frame()`` (a read of ``table``'s newest version, built the same way on every call)
     cached while the table's last commit stays the same."""
 
-    def __init__(self, spark: SparkSession, table: str, frame: Callable[[], DataFrame], refresh_seconds: float):
+    def __init__(
+        self, spark: SparkSession, table: str, frame: Callable[[], DataFrame], refresh_seconds: float
+    ):
         self.spark, self.table, self.refresh_seconds = spark, table, refresh_seconds
         self._frame = frame
         self._cached: DataFrame | None = None
@@ -121,7 +123,9 @@ class ModelCache:
             try:
                 self.refresh()
             except Exception as error:  # noqa: BLE001 - the batches read the table meanwhile
-                log.warning("detect: caching the model failed (%s); trying again in %ss", error, self.refresh_seconds)
+                log.warning(
+                    "detect: caching the model failed (%s); trying again in %ss", error, self.refresh_seconds
+                )
 
     def follow(self, running: Callable[[], bool]) -> None:
         """Look for a new commit every ``refresh_seconds`` while ``running()``."""

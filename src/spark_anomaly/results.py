@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pyspark.sql import DataFrame
+from collections.abc import Mapping
+
+from pyspark.sql import Column
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -30,11 +32,10 @@ RESULT_SCHEMA = T.StructType(
 RESULT_FIELDS = [f.name for f in RESULT_SCHEMA.fields]
 
 
-def conform(df: DataFrame) -> DataFrame:
-    """Select the contract's columns in order, adding absent optional ones as typed nulls."""
-    return df.select(
-        *[
-            (F.col(f.name) if f.name in df.columns else F.lit(None)).cast(f.dataType).alias(f.name)
-            for f in RESULT_SCHEMA.fields
-        ]
-    )
+def result_columns(exprs: Mapping[str, Column]) -> list[Column]:
+    """The contract's columns in order, each ``exprs[name]`` cast to its type; absent optional ones
+    as typed nulls. Plain column expressions: a micro-batch path builds them once and reuses them."""
+    return [
+        (exprs[f.name] if f.name in exprs else F.lit(None)).cast(f.dataType).alias(f.name)
+        for f in RESULT_SCHEMA.fields
+    ]

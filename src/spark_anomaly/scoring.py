@@ -46,8 +46,8 @@ def zscore_model(prior: DataFrame, cfg: zscore.ZScoreConfig) -> DataFrame:
     return prior.select("sensor_id", "metric", "n", "mean", *band_columns(cfg))
 
 
-def zscore_columns(cfg: zscore.ZScoreConfig) -> list[Column]:
-    """lower, upper, score, probability, is_anomaly, reason of a reading (``value``) joined with
+def zscore_columns(cfg: zscore.ZScoreConfig) -> dict[str, Column]:
+    """lower, upper, score, probability, is_anomaly, reason (by name) of a reading (``value``) joined with
     its series' ``zscore_model`` row (all null for a series the model does not know)."""
     x, n, mean = F.col("value"), F.coalesce(F.col("n"), F.lit(0)), F.col("mean")
     std, lower, upper = F.col("band_std"), F.col("band_lower"), F.col("band_upper")
@@ -66,11 +66,11 @@ def zscore_columns(cfg: zscore.ZScoreConfig) -> list[Column]:
     is_anomaly = above | below
     if cfg.unknown_policy == "anomaly":
         is_anomaly = is_anomaly | (n <= 0)
-    return [
-        F.when(known, lower).alias("lower"),
-        F.when(known, upper).alias("upper"),
-        prob.alias("score"),
-        prob.alias("probability"),
-        is_anomaly.alias("is_anomaly"),
-        reason.alias("reason"),
-    ]
+    return {
+        "lower": F.when(known, lower),
+        "upper": F.when(known, upper),
+        "score": prob,
+        "probability": prob,
+        "is_anomaly": is_anomaly,
+        "reason": reason,
+    }

@@ -83,7 +83,9 @@ def _wait_for_model(spark, cfg, version: int, timeout_s: float = 120) -> None:
         time.sleep(0.5)
 
 
-def _new_version_mid_stream(spark, kafka_bootstrap, tmp_path, refresh_seconds: float, train_v2) -> pd.DataFrame:
+def _new_version_mid_stream(
+    spark, kafka_bootstrap, tmp_path, refresh_seconds: float, train_v2
+) -> pd.DataFrame:
     """The range detector's temp rows before and after a second model version lands mid-stream."""
     topic = new_topic(kafka_bootstrap)
     cfg, ov = config(
@@ -133,7 +135,9 @@ def test_a_new_model_version_reaches_the_stateful_detectors_mid_stream(spark, ka
     )
 
 
-def test_a_version_trained_by_another_process_reaches_the_cached_stateful_join(spark, kafka_bootstrap, tmp_path):
+def test_a_version_trained_by_another_process_reaches_the_cached_stateful_join(
+    spark, kafka_bootstrap, tmp_path
+):
     """The deployed case: the train job runs apart, so only the detect job's own look at the
     table's last commit can replace the cached copy (a write from this session would recache it)."""
 

@@ -20,7 +20,9 @@ def _write(spark, table: str, mean: float, version: int) -> None:
 
 
 def _join_plan(spark, table: str) -> str:
-    readings = spark.createDataFrame([("s1", "temp", 1, 20.0)], "sensor_id string, metric string, ts long, value double")
+    readings = spark.createDataFrame(
+        [("s1", "temp", 1, 20.0)], "sensor_id string, metric string, ts long, value double"
+    )
     joined = stateful.with_latest_model(spark, readings, table)
     joined.collect()
     return joined._jdf.queryExecution().executedPlan().toString()
@@ -61,7 +63,11 @@ def test_the_copy_holds_the_newest_version_alone(spark, tmp_path):
     try:
         assert cache.refresh()
         assert "InMemoryTableScan" in _join_plan(spark, table)  # what follows reads the copy
-        rows = stateful.newest_prior(spark, table).select("model_version", F.round("mean", 6).alias("m")).collect()
+        rows = (
+            stateful.newest_prior(spark, table)
+            .select("model_version", F.round("mean", 6).alias("m"))
+            .collect()
+        )
         assert [(r.model_version, r.m) for r in rows] == [(2, 31.0)]
     finally:
         cache.close()
@@ -97,11 +103,11 @@ def test_a_closing_holder_keeps_the_copy_another_holder_of_the_plan_uses(spark, 
     table = str(tmp_path / "model")
     _write(spark, table, 20.0, version=1)
     first, second = (
-        ModelCache(spark, table, lambda: stateful.newest_prior(spark, table), refresh_seconds=5) for _ in range(2)
+        ModelCache(spark, table, lambda: stateful.newest_prior(spark, table), refresh_seconds=5)
+        for _ in range(2)
     )
     assert first.refresh() and second.refresh()
     first.close()
     assert second.cached and "InMemoryTableScan" in _join_plan(spark, table)
     second.close()
     assert not second.cached and "InMemoryTableScan" not in _join_plan(spark, table)
-

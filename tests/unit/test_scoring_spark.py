@@ -32,7 +32,7 @@ def test_spark_zscore_equals_numpy_core(spark, policy):
     got = (
         df.select("sensor_id", F.lit("temp").alias("metric"), "value")
         .join(zscore_model(prior, cfg), ["sensor_id", "metric"], "left")
-        .select("sensor_id", *zscore_columns(cfg))
+        .select("sensor_id", *[c.alias(name) for name, c in zscore_columns(cfg).items()])
         .orderBy("sensor_id")
         .toPandas()
     )

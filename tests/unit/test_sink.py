@@ -86,7 +86,9 @@ def test_a_batch_interrupted_by_the_stop_ends_in_a_short_error_spark_takes_for_a
 def test_an_interruption_found_among_the_causes_and_other_errors_unchanged(spark):
     jvm = spark._jvm
     cancelled = jvm.org.apache.spark.SparkException("job aborted", jvm.java.lang.InterruptedException())
-    other = Py4JJavaError("An error occurred while calling o1.save.\n", jvm.java.lang.IllegalStateException("boom"))
+    other = Py4JJavaError(
+        "An error occurred while calling o1.save.\n", jvm.java.lang.IllegalStateException("boom")
+    )
 
     def raising(error):
         def process(batch, batch_id):
