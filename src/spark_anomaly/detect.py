@@ -87,7 +87,7 @@ def validate(cfg: AppConfig) -> None:
 
 
 def parsed_stream(spark: SparkSession, cfg: AppConfig) -> DataFrame:
-    return parsing.parse(parsing.from_kafka(kafka_source.read_stream(spark, cfg.kafka)), cfg.input)
+    return parsing.parse(kafka_records(spark, cfg), cfg.input)
 
 
 def latest_zscore_model(
@@ -147,7 +147,7 @@ def _aggregate_batch(cfg: AppConfig, model: LatestModel, zcfg: zscore.ZScoreConf
     return sink.interruptible(process)
 
 
-def _observed(seen: Observation, name: str) -> int | None:
+def _observed(seen: Observation, name: str):
     """The metric ``observe`` collected, or None when the plan ran without it: Spark drops the
     observation with the rest of a plan it proves empty (e.g. ``output=anomalies`` before any
     model exists turns the join into an inner join with an empty table)."""
@@ -157,35 +157,53 @@ def _observed(seen: Observation, name: str) -> int | None:
         return None
 
 
-def _intake_batch(spark: SparkSession, cfg: AppConfig, model: LatestModel, zcfg: zscore.ZScoreConfig | None):
-    """foreachBatch of the intake query: scored rows, then the batch's dead letters (if any).
+def kafka_records(spark: SparkSession, cfg: AppConfig) -> DataFrame:
+    """The topic's records as ``raw`` plus coordinates: what the intake query hands each batch."""
+    return parsing.from_kafka(kafka_source.read_stream(spark, cfg.kafka))
 
-    One pass over the batch when it has no rejects (the common case): the scored write counts
-    the rejects on the way (``observe``), and only a batch that had some is read again for them.
-    Caching the parsed batch for the two writes took about a quarter of the anomalies-only path.
+
+def _intake_batch(spark: SparkSession, cfg: AppConfig, model: LatestModel, zcfg: zscore.ZScoreConfig | None):
+    """foreachBatch of the intake query over the batch's Kafka records: scored rows, then the
+    batch's dead letters (if any).
+
+    One pass over the batch: it is parsed and scored in the scored write's own job, which also
+    collects the (partition, offset) of every reject on the way (``observe``). Only those records
+    are parsed again for the dead letters; the rest of the batch is read again, not parsed (the
+    parse is most of a batch's work). Before, a batch with a single reject was parsed twice: with
+    rejects in 1 of 50,000 records, every 1M-event batch took 1.8x as long. Caching the parsed
+    batch for the two writes took about a quarter of the anomalies-only path.
     """
     sink_table, dead_table = cfg.path(cfg.detect.sink_table), cfg.path(cfg.detect.dead_letter_table)
     ckpt = cfg.path(cfg.detect.checkpoint) + "/intake"
     scored = sink.BatchAppender(sink_table, sink.app_id(ckpt, sink_table))
     dead_letters = sink.BatchAppender(dead_table, sink.app_id(ckpt, dead_table))
-    # The expressions are built once here, not per batch (``ZScoreBatch``).
-    rejects_count = F.count(F.when(F.col("dead_reason").isNotNull(), 1)).alias("rejects")
-    melt = parsing.Readings(cfg.input)
+    # The expressions are built once here, not per batch (``ZScoreBatch``, ``parsing.Parser``).
+    parse, melt = parsing.Parser(cfg.input), parsing.Readings(cfg.input)
     score = None if zcfg is None else ZScoreBatch(zcfg, anomalies_only=cfg.detect.output == "anomalies")
+    reject = F.col("dead_reason").isNotNull()
+    reject_keys = F.collect_list(F.when(reject, F.struct("partition", "offset"))).alias("rejects")
 
     def process(batch: DataFrame, batch_id: int) -> None:
-        rejects: int | None = None  # unknown until counted
+        parsed = parse(batch)
+        rejects: list | None = None  # their (partition, offset), once collected
         if score is not None:
             seen = Observation(f"spark-anomaly-intake-{batch_id}")
-            counted = batch.observe(seen, rejects_count)
             version, frame = model.get()
-            if scored.append(score(melt(counted), frame, version), batch_id):
+            if scored.append(score(melt(parsed.observe(seen, reject_keys)), frame, version), batch_id):
                 rejects = _observed(seen, "rejects")
-        if rejects == 0:
+        if rejects is not None:
+            if rejects:
+                # Written after the scores: a crash in between replays this batch, whose scores are
+                # then skipped as committed and whose dead letters are written.
+                keys = batch.sparkSession.createDataFrame(
+                    [tuple(k) for k in rejects], "partition int, offset long"
+                )
+                records = batch.join(F.broadcast(keys), ["partition", "offset"], "left_semi")
+                dead_letters.append(parsing.dead_letters(parse(records)), batch_id)
             return
-        # Written after the scores: a crash in between replays this batch, whose scores are then
-        # skipped as committed and whose dead letters are written. Only the rejects are cached.
-        dead = parsing.dead_letters(batch).persist()
+        # Not collected (a replayed batch whose scores were committed; no zscore; no model yet with
+        # output=anomalies): the whole batch is parsed for them. Only the rejects are cached.
+        dead = parsing.dead_letters(parsed).persist()
         try:
             if not dead.isEmpty():
                 dead_letters.append(dead, batch_id)
@@ -227,7 +245,7 @@ def start(spark: SparkSession, cfg: AppConfig, available_now: bool = False) -> D
     )
     model = latest_zscore_model(spark, cfg, zcfg)
     queries = [
-        parsed_stream(spark, cfg)
+        kafka_records(spark, cfg)
         .writeStream.queryName("spark-anomaly-intake")
         .foreachBatch(_intake_batch(spark, cfg, model, None if aggregated else zcfg))
         .option("checkpointLocation", ckpt + "/intake")

@@ -1,5 +1,6 @@
-"""The intake query's micro-batch: scores in one pass, dead letters only when a batch has rejects,
-and a crash between the two writes replays into exactly one copy of each."""
+"""The intake query's micro-batch (the batch's Kafka records): scores in one pass, dead letters only
+when a batch has rejects and parsed from their records alone, and a crash between the two writes
+replays into exactly one copy of each."""
 
 from __future__ import annotations
 
@@ -31,23 +32,19 @@ def _process(spark, cfg):
     )
 
 
-def _parsed(spark, cfg, payloads, first_offset=0):
-    return parsing.parse(_batch(spark, payloads, first_offset), cfg.input)
-
-
 def _table(spark, cfg, key):
     path = cfg.path(getattr(cfg.detect, key))
     return spark.read.format("delta").load(path).collect() if DeltaTable.isDeltaTable(spark, path) else None
 
 
 def test_batch_without_rejects_writes_scores_and_no_dead_letter_commit(spark, app_config):
-    _process(spark, app_config)(_parsed(spark, app_config, GOOD), 0)
+    _process(spark, app_config)(_batch(spark, GOOD), 0)
     assert len(_table(spark, app_config, "sink_table")) == 2 * len(GOOD)
     assert _table(spark, app_config, "dead_letter_table") is None  # not even an empty commit
 
 
 def test_batch_with_rejects_writes_both(spark, app_config):
-    _process(spark, app_config)(_parsed(spark, app_config, GOOD + BAD), 0)
+    _process(spark, app_config)(_batch(spark, GOOD + BAD), 0)
     assert len(_table(spark, app_config, "sink_table")) == 2 * len(GOOD)
     dead = _table(spark, app_config, "dead_letter_table")
     assert sorted(d.raw for d in dead) == sorted(BAD)
@@ -55,7 +52,7 @@ def test_batch_with_rejects_writes_both(spark, app_config):
 
 
 def test_crash_between_scores_and_dead_letters_replays_exactly_once(spark, app_config, monkeypatch):
-    batch = _parsed(spark, app_config, GOOD + BAD)
+    batch = _batch(spark, GOOD + BAD)
     real = parsing.dead_letters
 
     def crash(_parsed):
@@ -69,7 +66,7 @@ def test_crash_between_scores_and_dead_letters_replays_exactly_once(spark, app_c
     monkeypatch.setattr(parsing, "dead_letters", real)
     restarted = _process(spark, app_config)  # a new query run replays batch 0
     restarted(batch, 0)
-    restarted(_parsed(spark, app_config, GOOD, first_offset=10), 1)
+    restarted(_batch(spark, GOOD, first_offset=10), 1)
     assert len(_table(spark, app_config, "sink_table")) == 4 * len(GOOD)  # batch 0 once, batch 1
     assert sorted(d.raw for d in _table(spark, app_config, "dead_letter_table")) == sorted(BAD)
 
@@ -78,5 +75,18 @@ def test_only_anomalies_and_no_model_yet_still_keeps_the_dead_letters(spark, app
     """With no model the anomalies-only plan is provably empty and Spark drops the reject count
     with it: the batch must then be read again for its dead letters, not fail or skip them."""
     app_config.detect.output = "anomalies"
-    _process(spark, app_config)(_parsed(spark, app_config, GOOD + BAD), 0)
+    _process(spark, app_config)(_batch(spark, GOOD + BAD), 0)
     assert sorted(d.raw for d in _table(spark, app_config, "dead_letter_table")) == sorted(BAD)
+
+
+def test_the_dead_letters_are_parsed_from_the_rejects_records_alone(spark, app_config, monkeypatch):
+    """The scored write collects the rejects' coordinates; the dead-letter write parses only those
+    records (a batch with one reject used to be parsed twice), as does a replay that lost them."""
+    real, seen = parsing.dead_letters, []
+    monkeypatch.setattr(parsing, "dead_letters", lambda parsed: seen.append(parsed.count()) or real(parsed))
+    payloads = GOOD * 3 + BAD + GOOD
+    _process(spark, app_config)(_batch(spark, payloads), 0)
+    assert seen == [len(BAD)]
+    dead = _table(spark, app_config, "dead_letter_table")
+    assert sorted((d.offset, d.raw) for d in dead) == [(6, BAD[0]), (7, BAD[1])]
+    assert len(_table(spark, app_config, "sink_table")) == 2 * 4 * len(GOOD)
