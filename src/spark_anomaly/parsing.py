@@ -10,20 +10,17 @@ Spark evaluates CASE branches lazily.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Generic, TypeVar
-
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from .column_cache import ColumnCache
 from .config import InputConfig
 
 READING_COLUMNS = ["sensor_id", "metric", "ts", "value"]
 LINEAGE_COLUMNS = ["source_partition", "source_offset"]
 DEAD_LETTER_COLUMNS = ["raw", "topic", "partition", "offset", "kafka_timestamp", "reason", "ingested_at"]
 _CORRUPT = "_corrupt_record"
-B = TypeVar("B")
 
 
 def from_kafka(kafka_df: DataFrame) -> DataFrame:
@@ -63,29 +60,12 @@ def parse(df: DataFrame, ic: InputConfig) -> DataFrame:
     return Parser(ic)(df)
 
 
-class _ByColumns(Generic[B]):
-    """Column expressions built once per set of input column names, then reused: a foreachBatch
-    applies them to every micro-batch, and building them costs hundreds of py4j calls (tens of ms
-    of the driver's time, the executors idle) while they depend only on the config and the names."""
-
-    def __init__(self, build: Callable[[tuple[str, ...]], B]) -> None:
-        self._build = build
-        self._built: dict[tuple[str, ...], B] = {}
-
-    def __call__(self, df: DataFrame) -> B:
-        names = tuple(df.columns)
-        built = self._built.get(names)
-        if built is None:
-            built = self._built[names] = self._build(names)
-        return built
-
-
 class Parser:
     """``parse`` with its expressions built once (JSON; the other formats build theirs per call)."""
 
     def __init__(self, ic: InputConfig) -> None:
         self._ic = ic
-        self._columns = _ByColumns(lambda names: _json_columns(ic, names))
+        self._columns = ColumnCache(lambda names: _json_columns(ic, names))
 
     def __call__(self, df: DataFrame) -> DataFrame:
         if self._ic.format != "json":
@@ -147,10 +127,10 @@ def readings(parsed: DataFrame, ic: InputConfig) -> DataFrame:
 
 
 class Readings:
-    """``readings`` with its expressions built once (see ``_ByColumns``)."""
+    """``readings`` with its expressions built once (``ColumnCache``)."""
 
     def __init__(self, ic: InputConfig) -> None:
-        self._columns = _ByColumns(lambda names: _readings_columns(ic, names))
+        self._columns = ColumnCache(lambda names: _readings_columns(ic, names))
 
     def __call__(self, parsed: DataFrame) -> DataFrame:
         good, melted, ordered = self._columns(parsed)

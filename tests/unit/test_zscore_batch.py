@@ -33,8 +33,8 @@ def test_a_reused_scorer_builds_once_per_shape_and_version_and_scores_each_batch
     cfg = ZScoreConfig(k=3.0)
     scorer = ZScoreBatch(cfg)
     builds = []
-    real = scorer._columns
-    monkeypatch.setattr(scorer, "_columns", lambda *a: builds.append(a) or real(*a))
+    real = scorer._columns._build
+    monkeypatch.setattr(scorer._columns, "_build", lambda *a: builds.append(a) or real(*a))
     v1, v2 = _model(spark, cfg, 20.0), _model(spark, cfg, 35.0)  # bands 17..23 and 32..38
     a = spark.createDataFrame([("s1", "temp", 1, 20.5, 0, 1), ("s2", "temp", 2, 90.0, 0, 2)], READINGS)
     b = spark.createDataFrame([("s1", "temp", 3, 35.0, 1, 7), ("s9", "temp", 4, 1.0, 1, 8)], READINGS)
