@@ -3,7 +3,7 @@
 A ``foreachBatch`` function gets a new DataFrame each batch, but the expressions it applies
 depend only on the configuration, the batch's column names and (for scoring) the model version.
 Built per batch they cost hundreds of py4j calls each (every ``F.col``, ``F.lit`` and operator
-is one): 250-300 ms of the driver's time per batch for the zscore path, with the executors idle.
+is one): 200-300 ms of the driver's time per batch for the zscore path, with the executors idle.
 A Column is an unresolved expression that any DataFrame can use, so they are built once per key.
 """
 

@@ -165,7 +165,7 @@ def kafka_records(spark: SparkSession, cfg: AppConfig) -> DataFrame:
     return parsing.from_kafka(kafka_source.read_stream(spark, cfg.kafka))
 
 
-def _intake_batch(spark: SparkSession, cfg: AppConfig, model: LatestModel, zcfg: zscore.ZScoreConfig | None):
+def _intake_batch(cfg: AppConfig, model: LatestModel, zcfg: zscore.ZScoreConfig | None):
     """foreachBatch of the intake query over the batch's Kafka records: scored rows, then the
     batch's dead letters (if any).
 
@@ -180,7 +180,7 @@ def _intake_batch(spark: SparkSession, cfg: AppConfig, model: LatestModel, zcfg:
     ckpt = cfg.path(cfg.detect.checkpoint) + "/intake"
     scored = sink.BatchAppender(sink_table, sink.app_id(ckpt, sink_table))
     dead_letters = sink.BatchAppender(dead_table, sink.app_id(ckpt, dead_table))
-    # The expressions are built once here, not per batch (``ZScoreBatch``, ``parsing.Parser``).
+    # The expressions are built once here, not per batch (``column_cache``).
     parse, melt = parsing.Parser(cfg.input), parsing.Readings(cfg.input)
     score = None if zcfg is None else ZScoreBatch(zcfg, anomalies_only=cfg.detect.output == "anomalies")
     reject = F.col("dead_reason").isNotNull()
@@ -251,7 +251,7 @@ def start(spark: SparkSession, cfg: AppConfig, available_now: bool = False) -> D
     queries = [
         kafka_records(spark, cfg)
         .writeStream.queryName("spark-anomaly-intake")
-        .foreachBatch(_intake_batch(spark, cfg, model, None if aggregated else zcfg))
+        .foreachBatch(_intake_batch(cfg, model, None if aggregated else zcfg))
         .option("checkpointLocation", ckpt + "/intake")
         .trigger(**trigger)
         .start()

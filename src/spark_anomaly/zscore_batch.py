@@ -1,10 +1,7 @@
 """zscore of a micro-batch of readings against the model, as result-contract rows.
 
-The detect job runs this in ``foreachBatch``, so once per micro-batch. Everything but the join
-itself is a column expression that depends only on the detector's config, the batch's column
-names and the model version; building those per batch took ~1,400 py4j calls, 170-250 ms of the
-driver's time in which the executors sat idle (a 1M-event batch takes 2.5-3 s). They are built
-once per (column names, model version) instead (``ColumnCache``).
+The detect job runs this in ``foreachBatch``, once per micro-batch; everything but the join is a
+column expression built once per (column names, model version) by a ``ColumnCache``.
 """
 
 from __future__ import annotations

@@ -27,9 +27,7 @@ def _batch(spark, payloads: list[str], first_offset: int = 0):
 
 def _process(spark, cfg):
     zcfg = registry.make_config("zscore", {})
-    return detect._intake_batch(
-        spark, cfg, detect.latest_zscore_model(spark, cfg, zcfg, refresh_seconds=0), zcfg
-    )
+    return detect._intake_batch(cfg, detect.latest_zscore_model(spark, cfg, zcfg, refresh_seconds=0), zcfg)
 
 
 def _table(spark, cfg, key):
@@ -81,7 +79,7 @@ def test_only_anomalies_and_no_model_yet_still_keeps_the_dead_letters(spark, app
 
 def test_the_dead_letters_are_parsed_from_the_rejects_records_alone(spark, app_config, monkeypatch):
     """The scored write collects the rejects' coordinates; the dead-letter write parses only those
-    records (a batch with one reject used to be parsed twice), as does a replay that lost them."""
+    records (a batch with one reject used to be parsed twice)."""
     real, seen = parsing.dead_letters, []
     monkeypatch.setattr(parsing, "dead_letters", lambda parsed: seen.append(parsed.count()) or real(parsed))
     payloads = GOOD * 3 + BAD + GOOD
