@@ -88,3 +88,21 @@ def test_the_dead_letters_are_parsed_from_the_rejects_records_alone(spark, app_c
     dead = _table(spark, app_config, "dead_letter_table")
     assert sorted((d.offset, d.raw) for d in dead) == [(6, BAD[0]), (7, BAD[1])]
     assert len(_table(spark, app_config, "sink_table")) == 2 * 4 * len(GOOD)
+
+
+def test_rejects_of_two_topics_at_the_same_coordinates_are_kept_apart(spark, app_config):
+    """``kafka.topic`` may list several topics: a reject is found again by its topic too, so the other
+    topic's record at the same (partition, offset) stays out of the dead letters, and in the sink."""
+    rows = [
+        (GOOD[0], "a", 0, 0, None),
+        (BAD[0], "a", 0, 1, None),
+        (GOOD[1], "b", 0, 1, None),  # same coordinates as a's reject, good
+        (BAD[1], "b", 0, 0, None),  # same coordinates as a's good record
+    ]
+    batch = spark.createDataFrame(
+        rows, "raw string, topic string, partition int, offset long, kafka_timestamp timestamp"
+    )
+    _process(spark, app_config)(batch, 0)
+    dead = _table(spark, app_config, "dead_letter_table")
+    assert sorted((d.topic, d.offset, d.raw) for d in dead) == [("a", 1, BAD[0]), ("b", 0, BAD[1])]
+    assert len(_table(spark, app_config, "sink_table")) == 2 * 2

@@ -150,3 +150,32 @@ def test_a_commit_that_keeps_the_version_does_not_reload_it(spark, tmp_path):
     model.refresh(force=True)
     assert model.version == 2 and model.get()[1] is not frame
     model.close()
+
+
+def test_the_job_looks_the_model_up_beside_its_start(spark, app_config, monkeypatch):
+    """detect.start begins the model's first look-up before it creates the sink table (seconds in
+    a fresh JVM, which the first batch used to wait for on top), and a start that fails ends it."""
+    app_config.model.refresh_seconds = 1
+    _write(spark, app_config.path(app_config.model.table), 20.0, version=1)
+    looked, models, seen = threading.Event(), [], []
+    real_refresh, real_latest = LatestModel.refresh, detect.latest_zscore_model
+
+    def refresh(self, force=False):
+        looked.set()
+        return real_refresh(self, force)
+
+    def ensure_table(*args, **kwargs):
+        seen.append(looked.wait(60))
+        raise RuntimeError("sink table unavailable")
+
+    monkeypatch.setattr(LatestModel, "refresh", refresh)
+    monkeypatch.setattr(
+        detect, "latest_zscore_model", lambda *a, **k: models.append(real_latest(*a, **k)) or models[-1]
+    )
+    monkeypatch.setattr(detect.sink, "ensure_table", ensure_table)
+    with pytest.raises(RuntimeError, match="sink table unavailable"):
+        detect.start(spark, app_config)
+    assert seen == [True]
+    models[0]._thread.join(30)
+    assert not models[0]._thread.is_alive()
+    assert models[0].version == 1
