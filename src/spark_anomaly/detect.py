@@ -220,8 +220,38 @@ def _intake_batch(cfg: AppConfig, model: LatestModel, zcfg: zscore.ZScoreConfig 
 def start(spark: SparkSession, cfg: AppConfig, available_now: bool = False) -> DetectQueries:
     """Start the detect job's streaming queries; the caller awaits or stops them."""
     validate(cfg)
-    specs = cfg.detect.detectors
-    stateful_specs = [s for s in specs if s.name not in STATELESS]
+    z_specs = [s for s in cfg.detect.detectors if s.name in STATELESS]
+    zcfg = registry.make_config("zscore", z_specs[0].params) if z_specs else None
+    # The model's first look-up (a Delta history read, then the version loaded and cached: 0.4 s in
+    # a warm JVM, several seconds in a fresh one) starts first and runs beside the sink table's
+    # creation and the queries' start; the first batch used to wait for it after those.
+    model = latest_zscore_model(spark, cfg, zcfg)
+    queries: list[StreamingQuery] = []
+    starting = [True]
+    running = lambda: starting[0] or any(q.isActive for q in queries)  # noqa: E731
+    model.follow(running)
+    try:
+        _start_queries(spark, cfg, model, zcfg, available_now, queries)
+    finally:
+        starting[0] = False
+    appended = [cfg.path(cfg.detect.sink_table), cfg.path(cfg.detect.dead_letter_table)]
+    if cfg.detect.aggregation.window and len(z_specs) < len(cfg.detect.detectors):  # stateful ones read it
+        appended.append(cfg.path(cfg.detect.aggregation.table))
+    LogCheckpointer(spark, appended, sink.LOG_CHECKPOINT_COMMITS).follow(running)
+    return DetectQueries(queries)
+
+
+def _start_queries(
+    spark: SparkSession,
+    cfg: AppConfig,
+    model: LatestModel,
+    zcfg: zscore.ZScoreConfig | None,
+    available_now: bool,
+    queries: list[StreamingQuery],
+) -> None:
+    """Start the intake query, then the aggregate and stateful ones the configuration asks for,
+    appending each to ``queries`` as it starts."""
+    stateful_specs = [s for s in cfg.detect.detectors if s.name not in STATELESS]
     aggregated = bool(cfg.detect.aggregation.window)
 
     def no_data_batches(enabled: bool) -> None:
@@ -233,80 +263,60 @@ def start(spark: SparkSession, cfg: AppConfig, available_now: bool = False) -> D
             spark.conf.set("spark.sql.streaming.noDataMicroBatches.enabled", str(enabled).lower())
 
     no_data_batches(not stateful_specs)
-    z_specs = [s for s in specs if s.name in STATELESS]
-    zcfg = registry.make_config("zscore", z_specs[0].params) if z_specs else None
     trigger = (
         {"availableNow": True}
         if available_now
         else {"processingTime": f"{cfg.detect.trigger_seconds} seconds"}
     )
-    # The model's first look-up (a Delta history read, then the version loaded and cached: 0.4 s in
-    # a warm JVM, several seconds in a fresh one) starts first and runs beside the sink table's
-    # creation and the queries' start; the first batch used to wait for it after those.
-    model = latest_zscore_model(spark, cfg, zcfg)
-    queries: list[StreamingQuery] = []
-    starting = [True]
-    running = lambda: starting[0] or any(q.isActive for q in queries)  # noqa: E731
-    model.follow(running)
-    try:
-        ckpt = cfg.path(cfg.detect.checkpoint)
-        sink.ensure_table(
-            spark,
-            cfg.path(cfg.detect.sink_table),
-            RESULT_SCHEMA,
-            sink.RESULT_TABLE_PROPERTIES,
-        )
+    ckpt = cfg.path(cfg.detect.checkpoint)
+    sink.ensure_table(
+        spark,
+        cfg.path(cfg.detect.sink_table),
+        RESULT_SCHEMA,
+        sink.RESULT_TABLE_PROPERTIES,
+    )
+    queries.append(
+        kafka_records(spark, cfg)
+        .writeStream.queryName("spark-anomaly-intake")
+        .foreachBatch(_intake_batch(cfg, model, None if aggregated else zcfg))
+        .option("checkpointLocation", ckpt + "/intake")
+        .trigger(**trigger)
+        .start()
+    )
+    if aggregated and (zcfg is not None or stateful_specs):
+        agg_table = cfg.path(cfg.detect.aggregation.table)
+        if stateful_specs:
+            sink.ensure_table(spark, agg_table, aggregation.AGGREGATED_SCHEMA, sink.STREAM_TABLE_PROPERTIES)
+        no_data_batches(True)
         queries.append(
-            kafka_records(spark, cfg)
-            .writeStream.queryName("spark-anomaly-intake")
-            .foreachBatch(_intake_batch(cfg, model, None if aggregated else zcfg))
-            .option("checkpointLocation", ckpt + "/intake")
+            aggregated_stream(spark, cfg)
+            .writeStream.queryName("spark-anomaly-aggregate")
+            .outputMode("append")
+            .foreachBatch(_aggregate_batch(cfg, model, zcfg, to_table=bool(stateful_specs)))
+            .option("checkpointLocation", ckpt + "/aggregate")
             .trigger(**trigger)
             .start()
         )
-        if aggregated and (zcfg is not None or stateful_specs):
-            agg_table = cfg.path(cfg.detect.aggregation.table)
-            if stateful_specs:
-                sink.ensure_table(
-                    spark, agg_table, aggregation.AGGREGATED_SCHEMA, sink.STREAM_TABLE_PROPERTIES
-                )
-            no_data_batches(True)
-            queries.append(
-                aggregated_stream(spark, cfg)
-                .writeStream.queryName("spark-anomaly-aggregate")
-                .outputMode("append")
-                .foreachBatch(_aggregate_batch(cfg, model, zcfg, to_table=bool(stateful_specs)))
-                .option("checkpointLocation", ckpt + "/aggregate")
-                .trigger(**trigger)
-                .start()
-            )
-        if stateful_specs:
-            from . import stateful
+    if stateful_specs:
+        from . import stateful
 
-            no_data_batches(False)
-            if aggregated:
-                if available_now:
-                    # availableNow reads what the table holds when it starts: the windows first.
-                    try:
-                        queries[-1].awaitTermination()
-                    except Exception:
-                        for q in queries:
-                            q.stop()
-                        raise
-                readings = spark.readStream.format("delta").load(agg_table)
-                queries.append(
-                    stateful.start_readings_query(
-                        spark, cfg, stateful_specs, readings, trigger, checkpoint="stateful-aggregated"
-                    )
+        no_data_batches(False)
+        if aggregated:
+            if available_now:
+                # availableNow reads what the table holds when it starts: the windows first.
+                try:
+                    queries[-1].awaitTermination()
+                except Exception:
+                    for q in queries:
+                        q.stop()
+                    raise
+            readings = spark.readStream.format("delta").load(agg_table)
+            queries.append(
+                stateful.start_readings_query(
+                    spark, cfg, stateful_specs, readings, trigger, checkpoint="stateful-aggregated"
                 )
-            else:
-                queries.append(
-                    stateful.start_query(spark, cfg, stateful_specs, parsed_stream(spark, cfg), trigger)
-                )
-    finally:
-        starting[0] = False
-    appended = [cfg.path(cfg.detect.sink_table), cfg.path(cfg.detect.dead_letter_table)]
-    if aggregated and stateful_specs:
-        appended.append(cfg.path(cfg.detect.aggregation.table))
-    LogCheckpointer(spark, appended, sink.LOG_CHECKPOINT_COMMITS).follow(running)
-    return DetectQueries(queries)
+            )
+        else:
+            queries.append(
+                stateful.start_query(spark, cfg, stateful_specs, parsed_stream(spark, cfg), trigger)
+            )
