@@ -1,6 +1,7 @@
 """The Delta sink: table creation with the result contract, idempotent appends, and a quiet stop
 of a batch its query interrupts."""
 
+import json
 import traceback
 
 import pytest
@@ -58,6 +59,39 @@ def test_batch_appender_honours_transaction_ids_of_older_writes(spark, tmp_path)
     assert _rows(spark, table) == 1
     appender.append(df, 6)
     assert _rows(spark, table) == 2
+
+
+def _carries_transaction_id(table: str, version: int) -> bool:
+    """Whether the commit ``version`` of ``table`` wrote a Delta transaction id (a ``txn`` action)."""
+    with open(f"{table}/_delta_log/{version:020d}.json") as log:
+        return any("txn" in json.loads(line) for line in log)
+
+
+def test_only_a_first_write_into_a_table_with_data_carries_a_transaction_id(spark, tmp_path):
+    """Delta checks a transaction id by rebuilding the table's snapshot (0.4 s): a table that holds
+    nothing but its creation cannot hold the batch, so its first write goes without one."""
+    table = str(tmp_path / "t")
+    rows = spark.createDataFrame([(1, "a")], "id long, v string")
+    sink.ensure_table(spark, table, rows.schema)
+    run1 = sink.BatchAppender(table, "app-1")
+    assert run1.append(rows, 0) and run1.append(rows, 1)
+    run2 = sink.BatchAppender(table, "app-1")  # a restart
+    assert run2.append(rows, 2)
+    assert [_carries_transaction_id(table, v) for v in (1, 2, 3)] == [False, False, True]
+
+
+def test_the_last_batch_is_found_beyond_the_recent_commits(spark, tmp_path, monkeypatch):
+    monkeypatch.setattr(sink, "RECENT_COMMITS", 2)
+    table = str(tmp_path / "t")
+    df = spark.createDataFrame([(1, "a")], "id long, v string")
+    app1, app2 = sink.BatchAppender(table, "app-1"), sink.BatchAppender(table, "app-2")
+    for batch in range(3):
+        app1.append(df, batch)
+    for batch in range(3):
+        app2.append(df, batch)
+    assert sink.committed_batch(spark, table, "app-1") == 2
+    assert sink.committed_batch(spark, table, "app-2") == 2
+    assert sink.committed_batch(spark, table, "app-3") == -1
 
 
 def _stop_check(spark, text: str) -> bool:
