@@ -235,7 +235,8 @@ def start(spark: SparkSession, cfg: AppConfig, available_now: bool = False) -> D
     finally:
         starting[0] = False
     appended = [cfg.path(cfg.detect.sink_table), cfg.path(cfg.detect.dead_letter_table)]
-    if cfg.detect.aggregation.window and len(z_specs) < len(cfg.detect.detectors):  # stateful ones read it
+    stateful_too = any(s.name not in STATELESS for s in cfg.detect.detectors)
+    if cfg.detect.aggregation.window and stateful_too:  # the windows table they read
         appended.append(cfg.path(cfg.detect.aggregation.table))
     LogCheckpointer(spark, appended, sink.LOG_CHECKPOINT_COMMITS).follow(running)
     return DetectQueries(queries)
