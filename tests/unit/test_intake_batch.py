@@ -78,8 +78,8 @@ def test_only_anomalies_and_no_model_yet_still_keeps_the_dead_letters(spark, app
 
 
 def test_the_dead_letters_are_parsed_from_the_rejects_records_alone(spark, app_config, monkeypatch):
-    """The scored write collects the rejects' coordinates; the dead-letter write parses only those
-    records (a batch with one reject used to be parsed twice)."""
+    """The scored write marks the rejects' bits; the dead-letter write parses only the records on
+    them, here the rejects alone (a batch with one reject used to be parsed twice)."""
     real, seen = parsing.dead_letters, []
     monkeypatch.setattr(parsing, "dead_letters", lambda parsed: seen.append(parsed.count()) or real(parsed))
     payloads = GOOD * 3 + BAD + GOOD
@@ -106,3 +106,47 @@ def test_rejects_of_two_topics_at_the_same_coordinates_are_kept_apart(spark, app
     dead = _table(spark, app_config, "dead_letter_table")
     assert sorted((d.topic, d.offset, d.raw) for d in dead) == [("a", 1, BAD[0]), ("b", 0, BAD[1])]
     assert len(_table(spark, app_config, "sink_table")) == 2 * 2
+
+
+def test_set_bits_reads_sparks_bitmap(spark):
+    from pyspark.sql import functions as F
+
+    positions = [0, 9, 4095, 4096, detect.BITMAP_BITS - 1]
+    df = spark.createDataFrame([(p,) for p in positions + [9]], "p long")
+    bitmap = df.agg(F.bitmap_construct_agg("p")).first()[0]
+    assert len(bitmap) * 8 == detect.BITMAP_BITS
+    assert detect.set_bits(bitmap) == positions
+
+
+def test_a_good_record_on_a_rejects_bit_is_parsed_again_but_stays_good(spark, app_config, monkeypatch):
+    """The rejects are found again by a fixed-size bitmap of their coordinates' hashes: a good record
+    whose hash sets the same bit is read with them, and its parse keeps it out of the dead letters
+    (and its readings in the sink, once)."""
+    from pyspark.sql import functions as F
+
+    bits = (
+        spark.range(200_000)
+        .select(F.lit("t").alias("topic"), F.lit(0).alias("partition"), F.col("id").alias("offset"))
+        .select("offset", F.pmod(F.xxhash64(*detect.RECORD_KEY), F.lit(detect.BITMAP_BITS)).alias("bit"))
+        .groupBy("bit")
+        .agg(F.min("offset").alias("a"), F.max("offset").alias("b"))
+        .where("a < b")
+        .orderBy("bit")
+        .first()
+    )
+    reject_at, good_at = bits.a, bits.b  # two offsets of partition 0 on the same bit
+    rows = [
+        (BAD[0], "t", 0, reject_at, None),
+        (GOOD[0], "t", 0, good_at, None),
+        (GOOD[1], "t", 0, good_at + 1, None),
+    ]
+    batch = spark.createDataFrame(
+        rows, "raw string, topic string, partition int, offset long, kafka_timestamp timestamp"
+    )
+    real, seen = parsing.dead_letters, []
+    monkeypatch.setattr(parsing, "dead_letters", lambda parsed: seen.append(parsed.count()) or real(parsed))
+    _process(spark, app_config)(batch, 0)
+    assert seen == [2]  # the reject and the good record on its bit
+    dead = _table(spark, app_config, "dead_letter_table")
+    assert [(d.offset, d.raw) for d in dead] == [(reject_at, BAD[0])]
+    assert len(_table(spark, app_config, "sink_table")) == 2 * len(GOOD)
