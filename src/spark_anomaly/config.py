@@ -44,9 +44,11 @@ class KafkaConfig:
     bootstrap_servers: str = "127.0.0.1:9092"
     topic: str = "sensor-raw"
     starting_offsets: str = "earliest"
-    # Caps a catch-up batch. Each batch pays a fixed cost (planning, offsets, one Delta commit per
-    # table): on two cores 1M records per batch caught up ~25% faster than 500k (docs/benchmarks-notes.md).
-    max_offsets_per_trigger: int | None = 1_000_000
+    # Caps a catch-up batch of every query (the stateful one also by
+    # ``detect.stateful_max_offsets_per_trigger``). Each batch pays a fixed cost (planning, offsets,
+    # the model's broadcast, one Delta commit per table): on two cores the zscore path caught up a
+    # 15M-record backlog 16 % faster in 5M-record batches than in 1M ones (docs/benchmarks-notes.md).
+    max_offsets_per_trigger: int | None = 5_000_000
     fail_on_data_loss: bool = False
     # Passed to the Kafka source as-is (e.g. kafka.security.protocol, kafka.sasl.jaas.config).
     options: dict[str, str] = field(default_factory=dict)
@@ -153,6 +155,10 @@ class DetectConfig:
     # between batches (a kept set skips restoring its bucket from the state); null = half the
     # memory available per CPU, 0 = keep none. Only speed depends on it, never a score.
     live_cache_mb: int | None = None
+    # The stateful query's own cap on a catch-up batch (and ``kafka.max_offsets_per_trigger``'s):
+    # its batches cost per series in Python (cad: ~90 s per 1M records on two cores), so a larger
+    # batch holds more work that a crash would redo, for little gain in speed. null = no own cap.
+    stateful_max_offsets_per_trigger: int | None = 1_000_000
     aggregation: AggregationConfig = field(default_factory=AggregationConfig)
 
     def __post_init__(self) -> None:
@@ -163,6 +169,11 @@ class DetectConfig:
         b = self.state_buckets
         if isinstance(b, bool) or not isinstance(b, int) or b < 1:
             raise ConfigError(f"detect.state_buckets must be an int >= 1, got {self.state_buckets!r}")
+        cap = self.stateful_max_offsets_per_trigger
+        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
+            raise ConfigError(
+                f"detect.stateful_max_offsets_per_trigger must be null or an int >= 1, got {cap!r}"
+            )
         m = self.live_cache_mb
         if m is not None and (isinstance(m, bool) or not isinstance(m, int) or m < 0):
             raise ConfigError(f"detect.live_cache_mb must be null or an int >= 0, got {m!r}")

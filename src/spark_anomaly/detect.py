@@ -17,7 +17,7 @@ Both append to Delta with (app id, batch id) transactions, so a replayed batch i
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pyspark.sql import Column, DataFrame, Observation, SparkSession
@@ -94,6 +94,18 @@ def validate(cfg: AppConfig) -> None:
 
 def parsed_stream(spark: SparkSession, cfg: AppConfig) -> DataFrame:
     return parsing.parse(kafka_records(spark, cfg), cfg.input)
+
+
+def stateful_batch_cap(cfg: AppConfig) -> int | None:
+    """The stateful query's cap on a batch: the lower of its own and the Kafka one (None: none)."""
+    caps = [c for c in (cfg.kafka.max_offsets_per_trigger, cfg.detect.stateful_max_offsets_per_trigger) if c]
+    return min(caps) if caps else None
+
+
+def stateful_stream(spark: SparkSession, cfg: AppConfig) -> DataFrame:
+    """``parsed_stream`` in the stateful query's batches (``stateful_batch_cap``)."""
+    kc = replace(cfg.kafka, max_offsets_per_trigger=stateful_batch_cap(cfg))
+    return parsing.parse(parsing.from_kafka(kafka_source.read_stream(spark, kc)), cfg.input)
 
 
 def latest_zscore_model(
@@ -345,5 +357,5 @@ def _start_queries(
             )
         else:
             queries.append(
-                stateful.start_query(spark, cfg, stateful_specs, parsed_stream(spark, cfg), trigger)
+                stateful.start_query(spark, cfg, stateful_specs, stateful_stream(spark, cfg), trigger)
             )

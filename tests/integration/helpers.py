@@ -70,8 +70,9 @@ def read_table(spark, path) -> list:
     return spark.read.format("delta").load(str(path)).collect()
 
 
-def run_available_now(spark, cfg: AppConfig, timeout_s: float = 300) -> None:
-    """Run the detect job over what the topic holds, then stop it."""
+def run_available_now(spark, cfg: AppConfig, timeout_s: float = 300) -> dict[str, list[int]]:
+    """Run the detect job over what the topic holds, then stop it; each query's batch sizes (its
+    batches' input rows, by query name)."""
     from spark_anomaly import detect
 
     q = detect.start(spark, cfg, available_now=True)
@@ -79,3 +80,4 @@ def run_available_now(spark, cfg: AppConfig, timeout_s: float = 300) -> None:
         q.await_all(timeout_s)
     finally:
         q.stop()
+    return {s.name: [p["numInputRows"] for p in s.recentProgress if p["numInputRows"]] for s in q.queries}

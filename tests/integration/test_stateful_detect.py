@@ -37,9 +37,13 @@ def _records(start: int, count: int) -> list[tuple[str, str]]:
 
 def test_two_stateful_detectors_tagged_and_equal_to_replay_across_restart(spark, kafka_bootstrap, tmp_path):
     topic = new_topic(kafka_bootstrap)
-    cfg, _ = config(tmp_path, kafka_bootstrap, topic, DETECTORS)
+    # The stateful query's own cap is below the Kafka one, which the intake query keeps.
+    caps = ["kafka.max_offsets_per_trigger=400", "detect.stateful_max_offsets_per_trigger=200"]
+    cfg, _ = config(tmp_path, kafka_bootstrap, topic, DETECTORS, *caps)
     produce(kafka_bootstrap, topic, _records(0, 450))
-    run_available_now(spark, cfg)  # first run: state is built and checkpointed
+    batches = run_available_now(spark, cfg)  # first run: state is built and checkpointed
+    assert sum(batches["spark-anomaly-stateful"]) == sum(batches["spark-anomaly-intake"]) == 450
+    assert max(batches["spark-anomaly-stateful"]) <= 200 < max(batches["spark-anomaly-intake"]) <= 400
     produce(kafka_bootstrap, topic, _records(450, 450))
     run_available_now(spark, cfg)  # a restart: state is restored from the checkpoint
 

@@ -46,11 +46,30 @@ def test_overrides_reach_one_dotted_key_of_spark_conf_and_kafka_options():
         ("kafka.fail_on_data_loss=maybe", "must be true or false"),
         ("detect.aggregation.function=median", "detect.aggregation.function must be one of"),
         ("model.broadcast_max_series=-1", "model.broadcast_max_series must be null or an int >= 0"),
+        (
+            "detect.stateful_max_offsets_per_trigger=0",
+            "stateful_max_offsets_per_trigger must be null or an int >= 1",
+        ),
     ],
 )
 def test_bad_values_name_the_key(override, message):
     with pytest.raises(ConfigError, match=message):
         load_config(overrides=[override])
+
+
+def test_the_stateful_query_takes_the_lower_of_its_cap_and_the_kafka_one():
+    from spark_anomaly.detect import stateful_batch_cap
+
+    cfg = load_config()
+    assert (cfg.kafka.max_offsets_per_trigger, stateful_batch_cap(cfg)) == (5_000_000, 1_000_000)
+    low = load_config(overrides=["kafka.max_offsets_per_trigger=1000"])
+    assert stateful_batch_cap(low) == 1000
+    uncapped = load_config(
+        overrides=["kafka.max_offsets_per_trigger=null", "detect.stateful_max_offsets_per_trigger=null"]
+    )
+    assert stateful_batch_cap(uncapped) is None
+    own = load_config(overrides=["kafka.max_offsets_per_trigger=null"])
+    assert stateful_batch_cap(own) == 1_000_000
 
 
 def test_secrets_come_from_env_and_are_redacted(monkeypatch):
