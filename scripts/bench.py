@@ -142,19 +142,20 @@ def main() -> int:
     ):
         shutil.rmtree(work / sub, ignore_errors=True)
     print("producing data ...", flush=True)
-    prod_main = B.produce(a.bootstrap, "bench-main", sizes["events"], str(work / "history"))
+    catchup = any(map(want, ("noop", "zscore", "zscore-anomalies", "write", "plain")))
+    prod_main = B.produce(
+        a.bootstrap,
+        "bench-main",
+        sizes["events"],
+        str(work / "history"),
+        repeats=sizes["catchup_repeats"] if catchup else 1,
+    )
     prod_st = B.produce(a.bootstrap, "bench-stateful", sizes["stateful_events"]) if want("stateful") else None
     print(f"produced {prod_main['records']:,} (+files) at {prod_main['records_per_s']:,}/s", flush=True)
 
     cfg = cfg_for("zscore", "bench-main")
     spark = build_spark(cfg, "spark-anomaly-bench")
-    catchup, catchup_events = "bench-main", sizes["events"] * sizes["catchup_repeats"]
-    if sizes["catchup_repeats"] > 1 and any(
-        map(want, ("noop", "zscore", "zscore-anomalies", "write", "plain"))
-    ):
-        catchup = "bench-catchup"
-        copied = B.repeat_topic(spark, a.bootstrap, "bench-main", catchup, sizes["catchup_repeats"])
-        print(f"{catchup}: {copied:,} records ({sizes['catchup_repeats']} x bench-main)", flush=True)
+    catchup_events = sizes["events"] * sizes["catchup_repeats"]
     res: dict[str, B.Result] = {}
     machine = B.machine_info(ROOT)
 
@@ -168,7 +169,7 @@ def main() -> int:
             "complete": final,
             "machine": machine,
             "max_offsets_per_trigger": cfg.kafka.max_offsets_per_trigger,
-            "catchup_repeats": sizes["catchup_repeats"],
+            "catchup_repeats": sizes["catchup_repeats"] if catchup else 1,
             "produce": {"main": prod_main, "stateful": prod_st},
             "sizes": more,
         }
@@ -200,14 +201,14 @@ def main() -> int:
 
     # -- detect catch-up
     if want("noop"):
-        c = cfg_for("noop", catchup)
+        c = cfg_for("noop", "bench-main")
         res["noop"] = B.timed_stream(
             "read + parse → noop sink (ceiling)", catchup_events, lambda: B.run_noop(spark, c)
         )
         print("noop", res["noop"].as_dict(), flush=True)
         save()
     if want("zscore"):
-        c = cfg_for("zscore", catchup)
+        c = cfg_for("zscore", "bench-main")
         res["zscore"] = B.timed_stream(
             "detect zscore → Delta (+dead-letter check)",
             catchup_events,
@@ -217,7 +218,7 @@ def main() -> int:
         save()
     if want("zscore-anomalies"):
         # the same job with detect.output=anomalies: isolates the cost of writing every scored row
-        c = cfg_for("zscore-anomalies", catchup)
+        c = cfg_for("zscore-anomalies", "bench-main")
         c.detect.output = "anomalies"
         res["zscore-anomalies"] = B.timed_stream(
             "detect zscore, output=anomalies → Delta", catchup_events, lambda: B.run_detect_zscore(spark, c)
@@ -226,7 +227,7 @@ def main() -> int:
         save()
     if want("write"):
         # the write of the result rows alone (from memory, the zscore run's output), against the ceiling
-        scored = cfg_for("zscore", catchup)
+        scored = cfg_for("zscore", "bench-main")
         for i, wr in enumerate(B.write_ceiling(spark, scored.path(scored.detect.sink_table), str(work))):
             res[f"write-{i}"] = wr
             print(wr.name, wr.as_dict(), flush=True)
@@ -234,7 +235,7 @@ def main() -> int:
     # -- plain single-process alternative
     if want("plain"):
         model = B.model_arrays(spark, cfg.path(cfg.model.table))
-        res["plain"] = B.plain_zscore(a.bootstrap, catchup, model)
+        res["plain"] = B.plain_zscore(a.bootstrap, "bench-main", model)
         print("plain", res["plain"].as_dict(), flush=True)
         save()
     if want("stateful"):

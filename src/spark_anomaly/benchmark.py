@@ -34,7 +34,7 @@ from . import kafka_admin, loadgen
 from .bench_merge import command_line
 
 # The catch-up rows read ``events`` x ``catchup_repeats`` records: the produced events that many
-# times over (``repeat_topic``), so that a run spans several of the job's 5M-record batches and the
+# times over (``produce(repeats=...)``), so that a run spans several of the job's 5M-record batches and the
 # median is not its first, while the model trained on the events fits every batch.
 QUICK = {"events": 1_000_000, "stateful_events": 400_000, "catchup_repeats": 1}
 FULL = {"events": 5_000_000, "stateful_events": 3_000_000, "catchup_repeats": 3}
@@ -186,8 +186,14 @@ def machine_info(root: Path) -> dict[str, Any]:
 # --------------------------------------------------------------------------- data
 
 
-def produce(bootstrap: str, topic: str, events: int, out_dir: str | None = None, seed: int = 42) -> dict:
-    """``events`` seed-003 JSON readings of ``SENSORS`` sensors into a 2-partition topic (and files)."""
+def produce(
+    bootstrap: str, topic: str, events: int, out_dir: str | None = None, seed: int = 42, repeats: int = 1
+) -> dict:
+    """``events`` seed-003 JSON readings of ``SENSORS`` sensors into a 2-partition topic (and files).
+
+    ``repeats`` > 1 sends the same events that many times over, by the same producer (the files get
+    them once): a long catch-up whose every batch fits the model trained on the files. The summary's
+    rate is the first pass's."""
     kafka_admin.delete_topic(bootstrap, topic)
     kafka_admin.create_topic(bootstrap, topic, partitions=2)
     cfg = loadgen.LoadConfig(seed=seed, sensors=SENSORS, start_ts=1_536_710_400_000, anomaly_rate=0.0005)
@@ -196,36 +202,11 @@ def produce(bootstrap: str, topic: str, events: int, out_dir: str | None = None,
         shutil.rmtree(out_dir, ignore_errors=True)
         sinks.append(loadgen.FileSink(out_dir, max_records=500_000))
     summary = loadgen.run_history(cfg, cfg.ticks_for(events), sinks, None)
+    for _ in range(repeats - 1):  # run_history closes its sinks
+        loadgen.run_history(cfg, cfg.ticks_for(events), [loadgen.KafkaSink(bootstrap, topic)], None)
     ends = kafka_admin.topic_end_offsets(bootstrap, topic)
     summary["topic_records"] = sum(ends.values())
     return summary
-
-
-def repeat_topic(spark, bootstrap: str, src: str, dst: str, times: int) -> int:
-    """``dst`` = ``src``'s records ``times`` over, each in its partition and in order, lz4 like
-    ``produce``'s (a Spark batch copy: a Python consumer and producer took two minutes for 15M)."""
-    kafka_admin.delete_topic(bootstrap, dst)
-    kafka_admin.create_topic(bootstrap, dst, partitions=2)
-    records = (
-        spark.read.format("kafka")
-        .option("kafka.bootstrap.servers", bootstrap)
-        .option("subscribe", src)
-        .option("startingOffsets", "earliest")
-        .option("endingOffsets", "latest")
-        .load()
-        .select("value", "partition")
-    )
-    for _ in range(times):
-        (
-            records.write.format("kafka")
-            .option("kafka.bootstrap.servers", bootstrap)
-            .option("kafka.compression.type", "lz4")
-            .option("kafka.linger.ms", "50")
-            .option("kafka.batch.size", str(1 << 20))
-            .option("topic", dst)
-            .save()
-        )
-    return sum(kafka_admin.topic_end_offsets(bootstrap, dst).values())
 
 
 # --------------------------------------------------------------------------- streaming runs
@@ -538,10 +519,10 @@ def render(meta: dict[str, Any], results: dict[str, dict]) -> str:
         f"Producing it (loadgen → Kafka + JSON files, one Python process): {prod['records']:,} records "
         f"at {prod['records_per_s']:,}/s. "
         + (
-            f"The catch-up rows (ceiling, zscore, plain) read those records {meta['catchup_repeats']} times "
-            "over from a topic of their own (a Spark copy, each record in its partition and order, lz4), "
-            f"{meta['catchup_repeats'] * prod['records']:,} events: several of the job's catch-up batches, "
-            "every one of data the model was trained on."
+            f"The topic holds those events {meta['catchup_repeats']} times over (the same producer "
+            f"sends them again; the files and the model get them once): "
+            f"{meta['catchup_repeats'] * prod['records']:,} events for the catch-up rows (ceiling, zscore, "
+            "plain), several of the job's catch-up batches, every one of data the model was trained on."
             if meta.get("catchup_repeats", 1) > 1
             else ""
         ),
