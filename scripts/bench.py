@@ -169,7 +169,7 @@ def main() -> int:
             "complete": final,
             "machine": machine,
             "max_offsets_per_trigger": cfg.kafka.max_offsets_per_trigger,
-            "catchup_repeats": sizes["catchup_repeats"] if catchup else 1,
+            "catchup_repeats": sizes["catchup_repeats"],  # what this mode's catch-up rows read
             "produce": {"main": prod_main, "stateful": prod_st},
             "sizes": more,
         }

@@ -104,8 +104,8 @@ def stateful_batch_cap(cfg: AppConfig) -> int | None:
 
 def stateful_stream(spark: SparkSession, cfg: AppConfig) -> DataFrame:
     """``parsed_stream`` in the stateful query's batches (``stateful_batch_cap``)."""
-    kc = replace(cfg.kafka, max_offsets_per_trigger=stateful_batch_cap(cfg))
-    return parsing.parse(parsing.from_kafka(kafka_source.read_stream(spark, kc)), cfg.input)
+    capped = replace(cfg.kafka, max_offsets_per_trigger=stateful_batch_cap(cfg))
+    return parsed_stream(spark, replace(cfg, kafka=capped))
 
 
 def latest_zscore_model(
