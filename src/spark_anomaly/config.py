@@ -27,6 +27,15 @@ class ConfigError(ValueError):
     """A configuration problem, with the offending key in the message."""
 
 
+def _check_int(name: str, value: object, minimum: int, nullable: bool = False) -> None:
+    """A configured count: an int (not a bool) of at least ``minimum``, or null where ``nullable``."""
+    if value is None and nullable:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        null = "null or " if nullable else ""
+        raise ConfigError(f"{name} must be {null}an int >= {minimum}, got {value!r}")
+
+
 @dataclass
 class SparkConfig:
     master: str | None = "local[2]"  # None: leave it to spark-submit (cluster)
@@ -101,12 +110,8 @@ class ModelConfig:
     keep_versions: int | None = 10
 
     def __post_init__(self) -> None:
-        m = self.broadcast_max_series
-        if m is not None and (isinstance(m, bool) or not isinstance(m, int) or m < 0):
-            raise ConfigError(f"model.broadcast_max_series must be null or an int >= 0, got {m!r}")
-        k = self.keep_versions
-        if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
-            raise ConfigError(f"model.keep_versions must be null or an int >= 1, got {k!r}")
+        _check_int("model.broadcast_max_series", self.broadcast_max_series, 0, nullable=True)
+        _check_int("model.keep_versions", self.keep_versions, 1, nullable=True)
 
 
 @dataclass
@@ -166,17 +171,11 @@ class DetectConfig:
             raise ConfigError(f"detect.output must be 'all' or 'anomalies', got {self.output!r}")
         if not self.detectors:
             raise ConfigError("detect.detectors must name at least one detector")
-        b = self.state_buckets
-        if isinstance(b, bool) or not isinstance(b, int) or b < 1:
-            raise ConfigError(f"detect.state_buckets must be an int >= 1, got {self.state_buckets!r}")
-        cap = self.stateful_max_offsets_per_trigger
-        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
-            raise ConfigError(
-                f"detect.stateful_max_offsets_per_trigger must be null or an int >= 1, got {cap!r}"
-            )
-        m = self.live_cache_mb
-        if m is not None and (isinstance(m, bool) or not isinstance(m, int) or m < 0):
-            raise ConfigError(f"detect.live_cache_mb must be null or an int >= 0, got {m!r}")
+        _check_int("detect.state_buckets", self.state_buckets, 1)
+        _check_int(
+            "detect.stateful_max_offsets_per_trigger", self.stateful_max_offsets_per_trigger, 1, nullable=True
+        )
+        _check_int("detect.live_cache_mb", self.live_cache_mb, 0, nullable=True)
 
 
 @dataclass

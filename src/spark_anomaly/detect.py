@@ -233,7 +233,8 @@ def _intake_batch(cfg: AppConfig, model: LatestModel, zcfg: zscore.ZScoreConfig 
         if score is not None:
             seen = Observation(f"spark-anomaly-intake-{batch_id}")
             version, frame = model.get()
-            marked = parsed.select("*", reject_bit).observe(seen, reject_bits).drop(REJECT_BIT)
+            # (the melt selects its own columns: the bit goes no further)
+            marked = parsed.select("*", reject_bit).observe(seen, reject_bits)
             if scored.append(score(melt(marked), frame, version), batch_id):
                 bitmap = _observed(seen, "rejects")
                 bits = None if bitmap is None else set_bits(bitmap)
